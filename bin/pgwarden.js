@@ -1,3 +1,3 @@
 #!/usr/bin/env node
 // The pgwarden command: a thin launcher for the compiled CLI (npm run build writes dist/).
-import '../dist/cli/main.js';
+import '../dist/src/cli/main.js';
