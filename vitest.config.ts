@@ -19,8 +19,9 @@ export default defineConfig({
           globalSetup: ['test/harness/global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,
-          fileParallelism: false,
+          // One fork runs the files one after another: they share one PostgreSQL and a 2-core machine.
           pool: 'forks',
+          poolOptions: { forks: { singleFork: true } },
         },
       },
     ],

@@ -1,0 +1,514 @@
+// One client connection from accept to close: the startup phase (SSLRequest / direct TLS / GSSENCRequest /
+// CancelRequest / StartupMessage), SCRAM authentication against pgwarden's own users, the borrow of a server
+// connection from the pool, then the forwarding of both byte streams. Forwarding never re-serialises: each read is
+// framed (one WASM call), the few messages that change state are noted, and the chunk goes out as one write.
+
+import type net from 'node:net';
+import type tls from 'node:tls';
+import { PgwardenError, pgwError, pgwErrorWithDetail, type ErrorCode } from '../core/errors.js';
+import { describeError, log } from '../core/log.js';
+import { ScramError, ScramServerSession } from '../auth/scram-server.js';
+import { Pool, PoolTimeoutError } from '../backend/pool.js';
+import { ServerConnection, UpstreamStartupError, type ServerOwner } from '../backend/server-connection.js';
+import { stats, type AuthFailureReason } from '../metrics/worker-stats.js';
+import { FrontendCode, RequestCode, TxStatus } from '../protocol/codes.js';
+import { decodeCancel, decodeSASLInitialResponse, decodeStartup, ProtocolError } from '../protocol/decode.js';
+import { createFramer, FrameError } from '../protocol/framing.js';
+import { atMessageBoundary, MessageStream, Want, wantTable } from '../protocol/message-stream.js';
+import * as writer from '../protocol/writer.js';
+import { upgradeClient } from './tls.js';
+import type { DatabaseEntry, UserEntry } from './runtime.js';
+import type { WorkerContext } from './worker-context.js';
+
+type Phase = 'startup' | 'auth' | 'connecting' | 'active' | 'closed';
+
+/** Startup and authentication: every message is needed whole. */
+const ALL_BYTES = wantTable(Array.from({ length: 256 }, (_, i) => [i, Want.Bytes] as const));
+
+/** Forwarding: only the codes that open a round trip, count a statement or end the session. */
+const ACTIVE_WANTS = wantTable([
+  [FrontendCode.Query, Want.Code],
+  [FrontendCode.Sync, Want.Code],
+  [FrontendCode.FunctionCall, Want.Code],
+  [FrontendCode.Execute, Want.Code],
+  [FrontendCode.Terminate, Want.Code],
+]);
+
+/** Startup parameters that pgwarden owns or refuses instead of passing upstream. */
+const NOT_FORWARDED = new Set(['user', 'database', 'replication']);
+
+/** PostgreSQL's parse_bool accepts these for "off"; anything else in `replication` asks for a walsender. */
+const FALSE_WORDS = new Set(['false', 'off', 'no', '0', 'f', 'n']);
+
+export class ClientSession implements ServerOwner {
+  private phase: Phase = 'startup';
+  private io: net.Socket;
+  private stream: MessageStream;
+  private tlsActive = false;
+  private startupTimer: NodeJS.Timeout | null;
+  private chunkLength = 0;
+  private userName = '';
+  private user: UserEntry | undefined;
+  private databaseName = '';
+  private upstreamParams: Array<[string, string]> = [];
+  private negotiate: Buffer | null = null;
+  private scram: ScramServerSession | null = null;
+  private scramFinal: Buffer | null = null;
+  private pool: Pool | null = null;
+  private server: ServerConnection | null = null;
+  private processId = 0;
+  cancelSecret: Buffer = Buffer.alloc(0);
+  /** Round trips sent upstream whose ReadyForQuery has not come back yet. */
+  private outstanding = 0;
+  private roundTripStart = 0;
+  private txStatus: number = TxStatus.Idle;
+  private lastActivity = Date.now();
+  private terminateAt = -1;
+  private closeWhenForwarded = false;
+  private clientPaused = false;
+  private serverPaused = false;
+
+  constructor(
+    private readonly raw: net.Socket,
+    private readonly ctx: WorkerContext,
+  ) {
+    this.io = raw;
+    const rt = ctx.runtime;
+    this.stream = this.newStartupStream();
+    stats.clientConnectionsOpened++;
+    stats.clientConnectionsActive++;
+    ctx.allSessions.add(this);
+    raw.setNoDelay(true);
+    raw.on('error', () => this.close());
+    raw.on('close', () => this.close());
+    raw.on('data', (chunk: Buffer) => this.onFirstData(chunk));
+    this.startupTimer = setTimeout(() => {
+      this.fail(pgwError('PGW_ERR_STARTUP_TIMEOUT', rt.startupTimeoutMs));
+    }, rt.startupTimeoutMs);
+  }
+
+  private newStartupStream(): MessageStream {
+    const rt = this.ctx.runtime;
+    return new MessageStream(
+      createFramer({ startup: true, maxMessageSize: rt.maxMessageSize, maxStartupSize: rt.maxStartupSize }, rt.framing),
+      ALL_BYTES,
+      (code, start, end, bytes) => this.onMessage(code, start, end, bytes),
+    );
+  }
+
+  // ---- reading ------------------------------------------------------------------------------------------------
+
+  /** The first read tells a PG17 direct-TLS handshake (a TLS record, 0x16) from the PostgreSQL startup packet. */
+  private onFirstData(chunk: Buffer): void {
+    this.raw.removeAllListeners('data');
+    if (chunk[0] === 0x16) {
+      const clientTls = this.ctx.runtime.tls;
+      if (!clientTls) {
+        this.close(); // a TLS client cannot read a PostgreSQL error; nothing else can be said
+        return;
+      }
+      this.startTls(upgradeClient(this.raw, clientTls, chunk), true);
+      return;
+    }
+    this.raw.on('data', (c: Buffer) => this.onData(c));
+    this.onData(chunk);
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.chunkLength = chunk.length;
+      if (this.phase === 'active') {
+        this.forwardClientChunk(chunk);
+        return;
+      }
+      const error = this.stream.push(chunk);
+      if (error !== FrameError.None && this.phase !== 'closed') this.frameError(error);
+    } catch (e) {
+      this.internalError(e);
+    }
+  }
+
+  private frameError(error: number): void {
+    stats.protocolErrors++;
+    const what = error === FrameError.LengthTooLarge ? 'message length exceeds the limit' : 'message length too small';
+    this.fail(pgwError('PGW_ERR_MESSAGE_LENGTH', what));
+  }
+
+  private onMessage(code: number, start: number, end: number, bytes: Buffer | null): void {
+    if (this.phase === 'closed') return;
+    try {
+      switch (this.phase) {
+        case 'startup':
+          this.onStartupMessage(code, end, bytes!);
+          return;
+        case 'auth':
+          this.onAuthMessage(code, bytes!);
+          return;
+        case 'connecting':
+          throw new ProtocolError('message sent before authentication completed');
+        case 'active':
+          this.onActiveMessage(code, start);
+          return;
+      }
+    } catch (e) {
+      if (e instanceof PgwardenError) this.fail(e);
+      else if (e instanceof ProtocolError) {
+        stats.protocolErrors++;
+        this.fail(pgwError('PGW_ERR_PROTOCOL_VIOLATION', e.message));
+      } else this.internalError(e);
+    }
+  }
+
+  // ---- startup phase ------------------------------------------------------------------------------------------
+
+  private onStartupMessage(code: number, end: number, msg: Buffer): void {
+    switch (code) {
+      case RequestCode.SSLRequest:
+      case RequestCode.GSSENCRequest: {
+        if (this.tlsActive) throw new ProtocolError('SSLRequest or GSSENCRequest inside TLS');
+        if (end !== this.chunkLength) {
+          // Plaintext that follows the request would otherwise be read as if it came through TLS (CVE-2021-23214).
+          stats.protocolErrors++;
+          this.fail(pgwError('PGW_ERR_SSL_INJECTION'));
+          return;
+        }
+        const clientTls = this.ctx.runtime.tls;
+        if (code === RequestCode.SSLRequest && clientTls) {
+          this.raw.write('S');
+          this.startTls(upgradeClient(this.raw, clientTls, null), false);
+        } else {
+          this.raw.write('N'); // GSSAPI encryption is not offered; the client goes on with SSL or plaintext
+        }
+        return;
+      }
+      case RequestCode.CancelRequest: {
+        const { processId, secret } = decodeCancel(msg);
+        this.ctx.routeCancel(processId, Buffer.from(secret));
+        this.close();
+        return;
+      }
+      default:
+        this.onStartupPacket(msg);
+    }
+  }
+
+  private startTls(socket: tls.TLSSocket, direct: boolean): void {
+    this.tlsActive = true;
+    this.io = socket;
+    this.stream = this.newStartupStream();
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.close());
+    socket.once('secure', () => {
+      if (direct && socket.alpnProtocol !== 'postgresql') {
+        // PG17 direct TLS requires ALPN; a TLS client without it is not speaking PostgreSQL.
+        this.close();
+        return;
+      }
+      socket.on('data', (c: Buffer) => this.onData(c));
+    });
+  }
+
+  private onStartupPacket(msg: Buffer): void {
+    const packet = decodeStartup(msg);
+    if (packet.major !== 3) {
+      throw pgwError('PGW_ERR_UNSUPPORTED_PROTOCOL', `${packet.major}.${packet.minor}`);
+    }
+    const rt = this.ctx.runtime;
+    if (!this.tlsActive && !rt.allowPlaintext) {
+      this.authFailed('tls_required', pgwError('PGW_ERR_TLS_REQUIRED'));
+      return;
+    }
+    if (this.ctx.draining) throw pgwError('PGW_ERR_SHUTTING_DOWN');
+    const replication = packet.params.get('replication');
+    if (replication !== undefined && !FALSE_WORDS.has(replication.toLowerCase())) {
+      throw pgwError('PGW_ERR_REPLICATION_REFUSED');
+    }
+    const user = packet.params.get('user');
+    if (!user) throw pgwError('PGW_ERR_NO_USER');
+    if (this.ctx.allSessions.size > rt.maxClientsPerWorker) {
+      stats.clientsRefused++;
+      throw pgwError('PGW_ERR_TOO_MANY_CONNECTIONS', rt.maxClientConnections);
+    }
+    this.userName = user;
+    this.databaseName = packet.params.get('database') || user;
+    // Protocol options (_pq_.*) and versions above 3.0 are answered with NegotiateProtocolVersion: we speak 3.0.
+    const unknownOptions: string[] = [];
+    for (const [name, value] of packet.params) {
+      if (name.startsWith('_pq_.')) unknownOptions.push(name);
+      else if (!NOT_FORWARDED.has(name)) this.upstreamParams.push([name, value]);
+    }
+    if (packet.minor > 0 || unknownOptions.length > 0) {
+      this.negotiate = writer.negotiateProtocolVersion(0, unknownOptions);
+    }
+    this.user = rt.users.get(user);
+    this.scram = new ScramServerSession({
+      verifier: this.user?.verifier ?? null,
+      username: user,
+      mockSecret: rt.mockSecret,
+      channelBinding: this.tlsActive && rt.tls ? rt.tls.endPointHash : null,
+    });
+    this.phase = 'auth';
+    const request = writer.authenticationSASL(this.scram.mechanisms());
+    this.io.write(this.negotiate ? Buffer.concat([this.negotiate, request]) : request);
+  }
+
+  // ---- authentication -----------------------------------------------------------------------------------------
+
+  private onAuthMessage(code: number, msg: Buffer): void {
+    if (code !== FrontendCode.Password) {
+      // Includes a second StartupMessage: it is not a fresh login but a protocol violation.
+      throw new ProtocolError(`expected SASL response, got message type ${describeCode(code)}`);
+    }
+    const scram = this.scram!;
+    try {
+      if (this.scramFinal === null && !this.scramStarted) {
+        const { mechanism, data } = decodeSASLInitialResponse(msg);
+        this.scramStarted = true;
+        this.io.write(writer.authenticationSASLContinue(scram.clientFirst(mechanism, data)));
+        return;
+      }
+      this.scramFinal = scram.clientFinal(msg.subarray(5));
+    } catch (e) {
+      if (!(e instanceof ScramError)) throw e;
+      if (e.reason === 'bad-proof') {
+        this.authFailed(this.user ? 'bad_password' : 'unknown_user', pgwError('PGW_ERR_AUTH_FAILED', this.userName));
+      } else if (e.reason === 'channel-binding') {
+        this.authFailed('channel_binding', pgwErrorWithDetail('PGW_ERR_CHANNEL_BINDING', e.message));
+      } else {
+        this.authFailed('malformed', pgwErrorWithDetail('PGW_ERR_PROTOCOL_VIOLATION', e.message, 'invalid SCRAM exchange'));
+      }
+      return;
+    }
+    this.phase = 'connecting';
+    this.io.pause();
+    void this.connectUpstream();
+  }
+  private scramStarted = false;
+
+  private authFailed(reason: AuthFailureReason, error: PgwardenError): void {
+    stats.authFailures[reason]++;
+    log.info('client authentication failed', { reason, worker: this.ctx.workerIndex });
+    this.fail(error);
+  }
+
+  private async connectUpstream(): Promise<void> {
+    const rt = this.ctx.runtime;
+    const db: DatabaseEntry | undefined = rt.databases.get(this.databaseName);
+    if (!db) return this.fail(pgwError('PGW_ERR_UNKNOWN_DATABASE', this.databaseName));
+    if (this.user!.databases && !this.user!.databases.has(db.name)) {
+      stats.authFailures.database_not_allowed++;
+      return this.fail(pgwError('PGW_ERR_DATABASE_NOT_ALLOWED', this.userName, db.name));
+    }
+    const pool = this.ctx.poolFor(db);
+    let server: ServerConnection;
+    try {
+      server = await pool.acquire(this.upstreamParams, rt.poolAcquireMs);
+    } catch (e) {
+      return this.upstreamFailed(db, e);
+    }
+    if (this.phase !== 'connecting') {
+      pool.release(server, true); // the client left while we waited
+      return;
+    }
+    this.pool = pool;
+    this.server = server;
+    const key = this.ctx.keys.next((pid) => this.ctx.sessions.has(pid));
+    this.processId = key.processId;
+    this.cancelSecret = key.secret;
+    this.ctx.sessions.set(this.processId, this);
+    if (this.startupTimer) clearTimeout(this.startupTimer);
+    this.startupTimer = null;
+    this.txStatus = server.txStatus;
+    const parts: Buffer[] = [writer.authenticationSASLFinal(this.scramFinal!), writer.authenticationOk()];
+    for (const [name, value] of server.params) parts.push(writer.parameterStatus(name, value));
+    parts.push(writer.backendKeyData(key.processId, key.secret.readInt32BE(0)), writer.readyForQuery(server.txStatus));
+    this.io.write(Buffer.concat(parts));
+    this.phase = 'active';
+    this.stream.want = ACTIVE_WANTS;
+    this.lastActivity = Date.now();
+    server.attach(this);
+    this.io.resume();
+    log.debug('session started', { worker: this.ctx.workerIndex, database: db.name, server: server.id });
+  }
+
+  private upstreamFailed(db: DatabaseEntry, e: unknown): void {
+    if (e instanceof PoolTimeoutError) {
+      stats.clientsRefused++;
+      this.fail(pgwError('PGW_ERR_POOL_TIMEOUT', db.name, this.ctx.runtime.poolAcquireMs));
+      return;
+    }
+    if (e instanceof UpstreamStartupError) {
+      log.warn('upstream login failed', { database: db.name, kind: e.kind, reason: e.message });
+      if (e.kind === 'startup' && e.errorResponse) {
+        // Not about credentials (e.g. a bad startup option): PostgreSQL's own error helps the client most.
+        this.sendAndClose(e.errorResponse);
+      } else if (e.kind === 'auth') {
+        this.fail(pgwError('PGW_ERR_UPSTREAM_AUTH', db.name, e.message));
+      } else {
+        this.fail(pgwError('PGW_ERR_UPSTREAM_UNAVAILABLE', db.name, e.message));
+      }
+      return;
+    }
+    this.internalError(e);
+  }
+
+  // ---- forwarding ---------------------------------------------------------------------------------------------
+
+  private forwardClientChunk(chunk: Buffer): void {
+    const server = this.server!;
+    this.lastActivity = Date.now();
+    stats.bytesFromClients += chunk.length;
+    this.terminateAt = -1;
+    const error = this.stream.push(chunk);
+    if (error !== FrameError.None) {
+      this.frameError(error);
+      return;
+    }
+    if (this.terminateAt >= 0) {
+      if (this.terminateAt > 0) server.socket.write(chunk.subarray(0, this.terminateAt));
+      this.close();
+      return;
+    }
+    if (!server.socket.write(chunk) && !this.clientPaused) {
+      // Backpressure: the upstream reads slower than the client writes; stop reading the client until it drains.
+      this.clientPaused = true;
+      this.io.pause();
+      server.socket.once('drain', () => {
+        this.clientPaused = false;
+        if (this.phase === 'active') this.io.resume();
+      });
+    }
+  }
+
+  private onActiveMessage(code: number, start: number): void {
+    switch (code) {
+      case FrontendCode.Query:
+      case FrontendCode.Sync:
+      case FrontendCode.FunctionCall:
+        if (this.outstanding++ === 0) this.roundTripStart = performance.now();
+        if (code === FrontendCode.Query) stats.statements++;
+        return;
+      case FrontendCode.Execute:
+        stats.statements++;
+        return;
+      case FrontendCode.Terminate:
+        if (this.terminateAt < 0) this.terminateAt = Math.max(start, 0);
+        return;
+    }
+  }
+
+  serverData(chunk: Buffer): void {
+    stats.bytesToClients += chunk.length;
+    if (!this.io.write(chunk) && !this.serverPaused) {
+      this.serverPaused = true;
+      const socket = this.server!.socket;
+      socket.pause();
+      this.io.once('drain', () => {
+        this.serverPaused = false;
+        if (!socket.destroyed) socket.resume();
+      });
+    }
+    if (this.closeWhenForwarded) this.shutdown();
+  }
+
+  serverReady(status: number): void {
+    this.txStatus = status;
+    if (this.outstanding > 0) {
+      const now = performance.now();
+      stats.observeDuration((now - this.roundTripStart) / 1000);
+      if (--this.outstanding > 0) this.roundTripStart = now;
+    }
+    if (this.ctx.draining && this.isIdle()) this.closeWhenForwarded = true;
+  }
+
+  serverClosed(): void {
+    if (this.phase !== 'active') return;
+    this.server = null;
+    this.fail(pgwError('PGW_ERR_UPSTREAM_CLOSED'));
+  }
+
+  /** The upstream backend running this session's query, when one is running (for CancelRequest). */
+  cancellableServer(): ServerConnection | null {
+    return this.phase === 'active' && this.outstanding > 0 ? this.server : null;
+  }
+
+  private isIdle(): boolean {
+    return this.outstanding === 0 && this.txStatus === TxStatus.Idle && atMessageBoundary(this.stream);
+  }
+
+  // ---- timers and shutdown ------------------------------------------------------------------------------------
+
+  /** Called by the worker's sweeper once a second: automatic logoff of idle clients. */
+  checkIdle(now: number): void {
+    if (this.phase !== 'active' || this.outstanding > 0) return;
+    const rt = this.ctx.runtime;
+    const idleFor = now - this.lastActivity;
+    if (this.txStatus === TxStatus.Idle) {
+      if (rt.idleClientMs > 0 && idleFor > rt.idleClientMs) this.fail(pgwError('PGW_ERR_IDLE_TIMEOUT', rt.idleClientMs));
+    } else if (rt.idleInTransactionMs > 0 && idleFor > rt.idleInTransactionMs) {
+      this.fail(pgwError('PGW_ERR_IDLE_IN_TRANSACTION_TIMEOUT', rt.idleInTransactionMs));
+    }
+  }
+
+  /** Draining: a session with nothing in flight ends now; one mid-transaction ends at its next idle moment. */
+  drainIfIdle(): void {
+    if (this.phase !== 'active' || this.isIdle()) this.shutdown();
+  }
+
+  shutdown(): void {
+    this.fail(pgwError('PGW_ERR_SHUTTING_DOWN'));
+  }
+
+  /** Sends the error as an ErrorResponse, then closes. */
+  private fail(error: PgwardenError): void {
+    if (this.phase === 'closed') return;
+    if (error.code !== ('PGW_ERR_SHUTTING_DOWN' satisfies ErrorCode) || this.phase === 'active') {
+      log.debug('closing client session', { sqlstate: error.sqlstate, code: error.code, worker: this.ctx.workerIndex });
+    }
+    this.sendAndClose(writer.errorResponse(error));
+  }
+
+  private sendAndClose(bytes: Buffer): void {
+    if (this.phase === 'closed') return;
+    if (!this.io.destroyed && this.io.writable && !this.io.writableEnded) this.io.write(bytes);
+    this.close();
+  }
+
+  private internalError(e: unknown): void {
+    log.error('internal error in client session', { error: describeError(e), worker: this.ctx.workerIndex });
+    this.fail(pgwError('PGW_ERR_INTERNAL'));
+  }
+
+  /** Releases everything the session holds. Idempotent. */
+  close(): void {
+    if (this.phase === 'closed') return;
+    const wasActive = this.phase === 'active';
+    this.phase = 'closed';
+    if (this.startupTimer) clearTimeout(this.startupTimer);
+    this.ctx.allSessions.delete(this);
+    if (this.processId !== 0) this.ctx.sessions.delete(this.processId);
+    stats.clientConnectionsActive--;
+    const server = this.server;
+    this.server = null;
+    if (server && this.pool) {
+      server.owner = null;
+      // Reuse needs a server with nothing in flight, outside a transaction, not cut in the middle of a message.
+      this.pool.release(server, wasActive && this.isIdle());
+    }
+    // end() flushes what is queued (an ErrorResponse, a TLS close_notify); a peer that never reads must not keep
+    // the socket and its buffers alive, hence the hard stop.
+    const io = this.io;
+    const raw = this.raw;
+    if (!io.destroyed) {
+      if (!io.writableEnded) io.end();
+      setTimeout(() => {
+        io.destroy();
+        raw.destroy();
+      }, 2000).unref();
+    }
+  }
+}
+
+function describeCode(code: number): string {
+  return code >= 0x20 && code < 0x7f ? `'${String.fromCharCode(code)}'` : `0x${code.toString(16)}`;
+}

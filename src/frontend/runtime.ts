@@ -1,0 +1,45 @@
+// The per-worker view of the configuration that sessions read on their hot path: secrets resolved, files read,
+// verifiers parsed, durations in milliseconds. Rebuilt on every reload; a session keeps the settings it started
+// with for its pool, and reads `current` for anything decided per statement.
+
+import type { ScramVerifier } from '../auth/scram-verifier.js';
+import type { FramerImpl } from '../protocol/framing.js';
+import type { UpstreamSettings } from '../backend/upstream-settings.js';
+import type { ClientTls } from './tls.js';
+
+export interface UserEntry {
+  readonly verifier: ScramVerifier;
+  readonly roles: readonly string[];
+  /** null: every configured database. */
+  readonly databases: ReadonlySet<string> | null;
+}
+
+export interface DatabaseEntry {
+  readonly name: string;
+  readonly upstream: UpstreamSettings;
+  /** This worker's share of the pool size. */
+  readonly poolSize: number;
+  /** A fingerprint of everything that, when changed by a reload, needs a new pool. */
+  readonly fingerprint: string;
+}
+
+export interface RuntimeSettings {
+  /** Keys the mock SCRAM exchange for unknown users (stable across workers and nodes). */
+  readonly mockSecret: Buffer;
+  readonly allowPlaintext: boolean;
+  readonly tls: ClientTls | null;
+  readonly framing: FramerImpl;
+  readonly maxClientsPerWorker: number;
+  readonly maxClientConnections: number;
+  readonly maxMessageSize: number;
+  readonly maxStartupSize: number;
+  readonly startupTimeoutMs: number;
+  readonly idleClientMs: number;
+  readonly idleInTransactionMs: number;
+  readonly poolAcquireMs: number;
+  readonly serverIdleMs: number;
+  readonly serverLifetimeMs: number;
+  readonly drainMs: number;
+  readonly users: ReadonlyMap<string, UserEntry>;
+  readonly databases: ReadonlyMap<string, DatabaseEntry>;
+}

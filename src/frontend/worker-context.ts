@@ -1,0 +1,102 @@
+// Everything one worker thread shares between its client sessions: the current settings, the pools, the live
+// sessions by cancel key, and the worker-level timers (one sweeper instead of a timer per session).
+
+import { log } from '../core/log.js';
+import { Pool } from '../backend/pool.js';
+import { sendCancel } from '../backend/cancel.js';
+import { stats } from '../metrics/worker-stats.js';
+import { CancelKeyAllocator, secretsEqual, workerOfProcessId } from './cancel-keys.js';
+import type { ClientSession } from './client-session.js';
+import type { DatabaseEntry, RuntimeSettings } from './runtime.js';
+
+export class WorkerContext {
+  readonly sessions = new Map<number, ClientSession>();
+  readonly allSessions = new Set<ClientSession>();
+  readonly keys: CancelKeyAllocator;
+  draining = false;
+  private readonly pools = new Map<string, { pool: Pool; fingerprint: string }>();
+  private sweeper: NodeJS.Timeout;
+
+  constructor(
+    readonly workerIndex: number,
+    public runtime: RuntimeSettings,
+    /** Sends a cancel for a session owned by another worker (through the main thread). */
+    private readonly forwardCancel: (processId: number, secret: Buffer) => void,
+  ) {
+    this.keys = new CancelKeyAllocator(workerIndex);
+    this.sweeper = setInterval(() => this.sweep(), 1000);
+    this.sweeper.unref();
+  }
+
+  poolFor(db: DatabaseEntry): Pool {
+    const current = this.pools.get(db.name);
+    if (current && current.fingerprint === db.fingerprint) return current.pool;
+    current?.pool.retire();
+    const r = this.runtime;
+    const pool = new Pool({
+      upstream: db.upstream,
+      size: db.poolSize,
+      idleTimeoutMs: r.serverIdleMs,
+      lifetimeMs: r.serverLifetimeMs,
+    });
+    this.pools.set(db.name, { pool, fingerprint: db.fingerprint });
+    return pool;
+  }
+
+  /** A reload: new sessions and new statements see the new settings; changed or removed databases get new pools. */
+  applyRuntime(runtime: RuntimeSettings): void {
+    this.runtime = runtime;
+    for (const [name, entry] of this.pools) {
+      const db = runtime.databases.get(name);
+      if (!db || db.fingerprint !== entry.fingerprint) {
+        entry.pool.retire();
+        this.pools.delete(name);
+      }
+    }
+  }
+
+  /** A CancelRequest arrived on this worker: handle it here or hand it to the owning worker. */
+  routeCancel(processId: number, secret: Buffer): void {
+    stats.cancelRequests++;
+    if (workerOfProcessId(processId) === this.workerIndex) this.cancelLocal(processId, secret);
+    else this.forwardCancel(processId, secret);
+  }
+
+  cancelLocal(processId: number, secret: Buffer): void {
+    const session = this.sessions.get(processId);
+    if (!session || !secretsEqual(session.cancelSecret, secret)) return; // unknown or stale key: ignore, like PostgreSQL
+    const server = session.cancellableServer();
+    if (!server) return;
+    stats.cancelForwarded++;
+    sendCancel(server.settings, server.processId, server.secret).catch((e: Error) =>
+      log.warn('cancel request to upstream failed', { database: server.settings.name, reason: e.message }),
+    );
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const s of this.allSessions) s.checkIdle(now);
+    for (const { pool } of this.pools.values()) pool.sweep(now);
+  }
+
+  /** SIGTERM: end idle sessions now, busy ones at their next idle moment, all of them after the drain timeout. */
+  drain(onEmpty: () => void): void {
+    this.draining = true;
+    for (const s of [...this.allSessions]) s.drainIfIdle();
+    const check = setInterval(() => {
+      if (this.allSessions.size === 0) {
+        clearInterval(check);
+        clearTimeout(force);
+        this.closePools();
+        onEmpty();
+      }
+    }, 50);
+    const force = setTimeout(() => {
+      for (const s of [...this.allSessions]) s.shutdown();
+    }, this.runtime.drainMs);
+  }
+
+  private closePools(): void {
+    for (const { pool } of this.pools.values()) pool.retire();
+  }
+}

@@ -1,0 +1,94 @@
+// Plain counters a worker keeps on its hot path (a field increment, nothing more). The main thread asks every
+// worker for a snapshot at scrape time and sums them (metrics/exposition.ts). No label takes unbounded values.
+
+/** Statement duration buckets in seconds (upper bounds), Prometheus style. */
+export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export const AUTH_FAILURE_REASONS = [
+  'bad_password',
+  'unknown_user',
+  'malformed',
+  'channel_binding',
+  'database_not_allowed',
+  'tls_required',
+] as const;
+export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
+
+export interface StatsSnapshot {
+  clientConnectionsOpened: number;
+  clientConnectionsActive: number;
+  serverConnectionsOpened: number;
+  serverConnectionsActive: number;
+  serverConnectionsIdle: number;
+  bytesFromClients: number;
+  bytesToClients: number;
+  statements: number;
+  durationBuckets: number[]; // cumulative counts per DURATION_BUCKETS entry, then +Inf
+  durationSum: number;
+  durationCount: number;
+  authFailures: Record<AuthFailureReason, number>;
+  protocolErrors: number;
+  cancelRequests: number;
+  cancelForwarded: number;
+  clientsRefused: number;
+  upstreamErrors: number;
+}
+
+export class WorkerStats {
+  clientConnectionsOpened = 0;
+  clientConnectionsActive = 0;
+  serverConnectionsOpened = 0;
+  serverConnectionsActive = 0;
+  serverConnectionsIdle = 0;
+  bytesFromClients = 0;
+  bytesToClients = 0;
+  statements = 0;
+  readonly durationBuckets = new Array<number>(DURATION_BUCKETS.length + 1).fill(0);
+  durationSum = 0;
+  durationCount = 0;
+  readonly authFailures = Object.fromEntries(AUTH_FAILURE_REASONS.map((r) => [r, 0])) as Record<
+    AuthFailureReason,
+    number
+  >;
+  protocolErrors = 0;
+  cancelRequests = 0;
+  cancelForwarded = 0;
+  clientsRefused = 0;
+  upstreamErrors = 0;
+
+  /** Records one statement round trip (seconds). Buckets are non-cumulative here; snapshot() accumulates. */
+  observeDuration(seconds: number): void {
+    let i = 0;
+    while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]) i++;
+    this.durationBuckets[i]++;
+    this.durationSum += seconds;
+    this.durationCount++;
+  }
+
+  snapshot(): StatsSnapshot {
+    const cumulative: number[] = [];
+    let acc = 0;
+    for (const n of this.durationBuckets) cumulative.push((acc += n));
+    return {
+      clientConnectionsOpened: this.clientConnectionsOpened,
+      clientConnectionsActive: this.clientConnectionsActive,
+      serverConnectionsOpened: this.serverConnectionsOpened,
+      serverConnectionsActive: this.serverConnectionsActive,
+      serverConnectionsIdle: this.serverConnectionsIdle,
+      bytesFromClients: this.bytesFromClients,
+      bytesToClients: this.bytesToClients,
+      statements: this.statements,
+      durationBuckets: cumulative,
+      durationSum: this.durationSum,
+      durationCount: this.durationCount,
+      authFailures: { ...this.authFailures },
+      protocolErrors: this.protocolErrors,
+      cancelRequests: this.cancelRequests,
+      cancelForwarded: this.cancelForwarded,
+      clientsRefused: this.clientsRefused,
+      upstreamErrors: this.upstreamErrors,
+    };
+  }
+}
+
+export const stats = new WorkerStats();
