@@ -5,6 +5,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { parseScramVerifier } from '../auth/scram-verifier.js';
+import { loadPgwardenWasm } from '../wasm/loader.js';
 import type { PgwardenConfig } from '../config/load.js';
 import type { UpstreamTlsMode } from '../backend/upstream-settings.js';
 import type { FramerImpl } from '../protocol/framing.js';
@@ -13,6 +14,8 @@ import type { DatabaseEntry, RuntimeSettings, UserEntry } from './runtime.js';
 import { buildClientTls } from './tls.js';
 
 export function buildRuntime(config: PgwardenConfig, workerCount: number): RuntimeSettings {
+  // Fail at start (or refuse the reload), not at the first client, when the WASM build is missing or stale.
+  if (config.framing === 'wasm') loadPgwardenWasm();
   const users = new Map<string, UserEntry>();
   for (const [name, u] of Object.entries(config.users)) {
     const verifier = parseScramVerifier(u.password);
