@@ -22,8 +22,13 @@ import type { WorkerContext } from './worker-context.js';
 
 type Phase = 'startup' | 'auth' | 'connecting' | 'active' | 'closed';
 
-/** Startup and authentication: every message is needed whole. */
+/** Startup: every message is needed whole. */
 const ALL_BYTES = wantTable(Array.from({ length: 256 }, (_, i) => [i, Want.Bytes] as const));
+
+/** Authentication: SASL responses whole; any other code is refused on its type byte alone, as PostgreSQL does. */
+const AUTH_WANTS = wantTable(
+  Array.from({ length: 256 }, (_, i) => [i, i === FrontendCode.Password ? Want.Bytes : Want.Code] as const),
+);
 
 /** Forwarding: only the codes that open a round trip, count a statement or end the session. */
 const ACTIVE_WANTS = wantTable([
@@ -248,6 +253,7 @@ export class ClientSession implements ServerOwner {
       channelBinding: this.tlsActive && rt.tls ? rt.tls.endPointHash : null,
     });
     this.phase = 'auth';
+    this.stream.want = AUTH_WANTS;
     const request = writer.authenticationSASL(this.scram.mechanisms());
     this.io.write(this.negotiate ? Buffer.concat([this.negotiate, request]) : request);
   }
@@ -417,6 +423,9 @@ export class ClientSession implements ServerOwner {
       const now = performance.now();
       stats.observeDuration((now - this.roundTripStart) / 1000);
       if (--this.outstanding > 0) this.roundTripStart = now;
+      // Idle timeouts count from the moment the session went idle, as PostgreSQL's do, not from the last
+      // client message: otherwise a statement longer than idle_client is logged off as soon as it returns.
+      else this.lastActivity = Date.now();
     }
     if (this.ctx.draining && this.isIdle()) this.closeWhenForwarded = true;
   }

@@ -66,6 +66,8 @@ export function decodeStartup(msg: Buffer): StartupPacket {
   const r = new Reader(msg, 4);
   const version = r.int32();
   const params = new Map<string, string>();
+  // Another major version has another layout (2.0: fixed-width fields): only the version is ours to judge.
+  if (version >>> 16 !== 3) return { major: version >>> 16, minor: version & 0xffff, params };
   while (true) {
     const name = r.cstring();
     if (name === '') break;

@@ -91,7 +91,7 @@ export function sslRequest(): Buffer {
 }
 
 export function cancelRequest(processId: number, secretKey: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(12 + secretKey.length - 4);
+  const out = Buffer.allocUnsafe(12 + secretKey.length); // length, code, process id, then the whole secret
   out.writeInt32BE(out.length, 0);
   out.writeInt32BE(RequestCode.CancelRequest, 4);
   out.writeInt32BE(processId | 0, 8);
