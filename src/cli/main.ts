@@ -43,6 +43,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'passwd':
       return runPasswd(rest);
+    case 'demo': {
+      const { runDemo } = await import('./demo.js');
+      return runDemo(rest);
+    }
     case undefined:
     case 'help':
     case '--help':
