@@ -1,0 +1,656 @@
+// The config schema: one TypeBox definition gives the TypeScript types, the runtime validator and the published JSON Schema.
+import {
+  Type,
+  type Static,
+  type TArray,
+  type TLiteral,
+  type TObject,
+  type TOptional,
+  type TProperties,
+  type TRecord,
+  type TSchema,
+  type TString,
+  type TUnion,
+} from '@sinclair/typebox';
+import { DURATION_PATTERN, MAX_DURATION_MS, MAX_SIZE_BYTES, SIZE_PATTERN } from './duration.js';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Annotations the loader and the reference generator read. They sit under a symbol key so that JSON.stringify
+// leaves them out of the published schema, and TypeBox copies them when it wraps a schema (Type.Optional spreads).
+
+/** How the loader turns a validated value into its resolved form. */
+export type ResolveKind = 'duration' | 'size' | 'workers' | 'path' | 'file';
+
+export interface SchemaMeta {
+  /** Resolution applied after validation (durations to ms, sizes to bytes, paths made absolute, files read). */
+  readonly kind?: ResolveKind;
+  /** The message for a value of the right JSON type but the wrong shape; gets the key path so it can name things. */
+  readonly hint?: (path: readonly (string | number)[]) => string;
+  /** A default that depends on the machine or on other keys, so it cannot be a JSON Schema `default`. */
+  readonly computedDefault?: string;
+  /** The type name the reference shows ("duration", "size", "path") instead of the JSON shape. */
+  readonly docType?: string;
+  /** For maps: what a key names ("database"), used in messages and as the placeholder in the reference. */
+  readonly keyLabel?: string;
+  /** For maps: what a valid key looks like, for the message about an invalid one. */
+  readonly keyHint?: string;
+}
+
+export const Meta: unique symbol = Symbol('pgwarden.config.meta');
+
+export function schemaMeta(schema: TSchema): SchemaMeta | undefined {
+  return (schema as { [Meta]?: SchemaMeta })[Meta];
+}
+
+function annotate<T extends TSchema>(schema: T, meta: SchemaMeta): T {
+  (schema as { [Meta]?: SchemaMeta })[Meta] = { ...schemaMeta(schema), ...meta };
+  return schema;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Type-level markers. They exist only in the types (never at runtime) so that one schema can describe both the
+// file as written (keys with defaults may be omitted) and the config after loading (every defaulted key present,
+// durations in ms, sizes in bytes).
+
+declare const FilledMark: unique symbol;
+declare const ResolvedAsMark: unique symbol;
+declare const ExtraMark: unique symbol;
+
+/** Optional in the file, always present after loading (it has a default, static or computed). */
+export type TFilled<T extends TSchema> = TOptional<T> & { readonly [FilledMark]: true };
+/** After loading, the value has type R (a duration string becomes a number of milliseconds). */
+export type TResolvedAs<T extends TSchema, R> = T & { readonly [ResolvedAsMark]: R };
+/** After loading, the object also carries E (keys the loader derives, such as where a password came from). */
+export type TWithExtra<T extends TSchema, E> = T & { readonly [ExtraMark]: E };
+
+type IsOptionalResolved<S> = S extends { readonly [FilledMark]: true }
+  ? false
+  : S extends TOptional<TSchema>
+    ? true
+    : false;
+type Expand<T> = T extends infer O ? { [K in keyof O]: O[K] } : never;
+type ResolvedProps<P extends TProperties> = {
+  readonly [K in keyof P as IsOptionalResolved<P[K]> extends true ? never : K]: Resolved<P[K]>;
+} & {
+  readonly [K in keyof P as IsOptionalResolved<P[K]> extends true ? K : never]?: Resolved<P[K]>;
+};
+
+/** The deep-readonly type of a value after loading, derived from its schema. */
+export type Resolved<T> = T extends { readonly [ResolvedAsMark]: infer R }
+  ? R
+  : T extends TObject<infer P>
+    ? Expand<ResolvedProps<P> & (T extends { readonly [ExtraMark]: infer E } ? E : unknown)>
+    : T extends TRecord<TSchema, infer V>
+      ? { readonly [name: string]: Resolved<V> }
+      : T extends TArray<infer I>
+        ? readonly Resolved<I>[]
+        : T extends TSchema
+          ? Static<T>
+          : never;
+
+function filled<T extends TSchema>(schema: T): TFilled<T> {
+  return Type.Optional(schema) as TFilled<T>;
+}
+
+function withExtra<E>() {
+  return <T extends TSchema>(schema: T): TWithExtra<T, E> => schema as TWithExtra<T, E>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Building blocks.
+
+const strict = { additionalProperties: false } as const;
+
+function port(description: string, defaultPort: number) {
+  return filled(Type.Integer({ minimum: 0, maximum: 65535, default: defaultPort, description }));
+}
+
+function host(description: string, defaultHost?: string) {
+  const schema = Type.String({
+    minLength: 1,
+    description,
+    ...(defaultHost === undefined ? {} : { default: defaultHost }),
+  });
+  return schema;
+}
+
+/** A duration: a number of milliseconds or a string with a unit. `min` is 0 where 0 means "off". */
+function duration(description: string, options: { default?: string | number; min: 0 | 1 }) {
+  const schema = Type.Union(
+    [
+      Type.Integer({ minimum: options.min, maximum: MAX_DURATION_MS }),
+      Type.String({ pattern: DURATION_PATTERN }),
+    ],
+    { description, ...(options.default === undefined ? {} : { default: options.default }) },
+  );
+  return annotate(schema as TResolvedAs<typeof schema, number>, {
+    kind: 'duration',
+    docType: 'duration',
+    hint: () =>
+      'must be a duration: a number of milliseconds, or a string such as "500ms", "10s", "5m", "1h"',
+  });
+}
+
+function size(description: string, options: { default: number; min: number; max?: number }) {
+  const schema = Type.Union(
+    [
+      Type.Integer({ minimum: options.min, maximum: options.max ?? MAX_SIZE_BYTES }),
+      Type.String({ pattern: SIZE_PATTERN }),
+    ],
+    { description, default: options.default },
+  );
+  return annotate(schema as TResolvedAs<typeof schema, number>, {
+    kind: 'size',
+    docType: 'size',
+    hint: () => 'must be a size: a number of bytes, or a string such as "8192", "64KiB", "16MiB", "1GiB"',
+  });
+}
+
+function path(description: string) {
+  return annotate(Type.String({ minLength: 1, description }), { kind: 'path', docType: 'path' });
+}
+
+/** A `*_file` key: the loader reads the file and stores its content under the key without `_file`. */
+function secretFile(description: string) {
+  return annotate(Type.String({ minLength: 1, description }), { kind: 'file', docType: 'path' });
+}
+
+type LiteralTuple<V extends readonly string[]> = { -readonly [K in keyof V]: TLiteral<V[K]> };
+
+/**
+ * A choice among fixed strings, typed as the union of those strings (through `map` TypeBox would infer `string`).
+ * With one value TypeBox returns the bare Literal; only Static is read from this type, and it is the same.
+ */
+function literals<const V extends readonly string[]>(
+  values: V,
+  options: { description: string; default?: V[number] },
+): TUnion<Extract<LiteralTuple<V>, TSchema[]>> {
+  return Type.Union(
+    values.map((v) => Type.Literal(v)),
+    options,
+  ) as unknown as TUnion<Extract<LiteralTuple<V>, TSchema[]>>;
+}
+
+// A name as PostgreSQL accepts it in a startup packet: at most 63 characters (NAMEDATALEN - 1), no control characters.
+const PG_NAME_PATTERN = '^[^\\u0000-\\u001f\\u007f]{1,63}$';
+const PG_NAME_HINT = '1 to 63 characters, no control characters';
+const ROLE_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]{0,62}$';
+
+function nameMap<V extends TSchema>(
+  valueSchema: V,
+  options: {
+    pattern: string;
+    keyLabel: string;
+    keyHint: string;
+    description: string;
+    minProperties?: number;
+    default?: Record<string, never>;
+  },
+) {
+  return annotate(
+    Type.Record(Type.String({ pattern: options.pattern }), valueSchema, {
+      ...strict,
+      description: options.description,
+      ...(options.minProperties === undefined ? {} : { minProperties: options.minProperties }),
+      ...(options.default === undefined ? {} : { default: options.default }),
+    }) as TRecord<TString, V>,
+    { keyLabel: options.keyLabel, keyHint: options.keyHint },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sections.
+
+const ListenSchema = Type.Object(
+  {
+    host: filled(host('Address the client listener binds to.', '127.0.0.1')),
+    port: port('TCP port for PostgreSQL clients; 0 lets the operating system pick a free port.', 6432),
+    backlog: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 65535,
+        description:
+          'Length of the queue of pending connections (listen(2) backlog); the Node default (511) when unset.',
+      }),
+    ),
+  },
+  { ...strict, default: {}, description: 'Where PostgreSQL clients connect.' },
+);
+
+const AdminSchema = Type.Object(
+  {
+    host: filled(host('Address the admin HTTP server binds to.', '127.0.0.1')),
+    port: port('TCP port of the admin HTTP server; 0 lets the operating system pick a free port.', 9187),
+    enabled: filled(Type.Boolean({ default: true, description: 'Serve the admin endpoints at all.' })),
+  },
+  {
+    ...strict,
+    default: {},
+    description: 'The admin HTTP server: /metrics (Prometheus), /healthz and /readyz.',
+  },
+);
+
+const ServerTlsSchema = Type.Object(
+  {
+    cert: path('Server certificate chain (PEM) presented to clients.'),
+    key: path('Private key (PEM) of the server certificate.'),
+    ca: Type.Optional(
+      path('Extra CA certificates (PEM) sent with the server certificate to complete its chain.'),
+    ),
+    min_version: filled(
+      literals(['TLSv1.2', 'TLSv1.3'] as const, {
+        default: 'TLSv1.2',
+        description:
+          'Oldest TLS version accepted from clients (HIPAA transmission security needs 1.2 or newer).',
+      }),
+    ),
+    ciphers: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'OpenSSL cipher list for TLS 1.2; the Node default when unset.',
+      }),
+    ),
+  },
+  {
+    ...strict,
+    description: 'TLS for client connections. Required unless allow_plaintext is true.',
+  },
+);
+
+const LimitsSchema = Type.Object(
+  {
+    max_client_connections: filled(
+      Type.Integer({
+        minimum: 1,
+        default: 1000,
+        description: 'Client connections this node accepts at once; more are refused with SQLSTATE 53300.',
+      }),
+    ),
+    max_message_size: filled(
+      size(
+        "Largest protocol message accepted from either side (its length field); PostgreSQL's own limit, MaxAllocSize (1 GiB - 1), by default.",
+        { default: 1_073_741_823, min: 1024 },
+      ),
+    ),
+    max_startup_size: filled(
+      size(
+        'Largest startup packet accepted from a client; 10000 like PostgreSQL (MAX_STARTUP_PACKET_LENGTH).',
+        {
+          default: 10_000,
+          min: 8,
+          max: 1_048_576,
+        },
+      ),
+    ),
+    write_buffer_high_water: filled(
+      size(
+        'Bytes queued for a slow peer before reading from the other side pauses (backpressure bounds memory per connection).',
+        { default: 1_048_576, min: 1024 },
+      ),
+    ),
+  },
+  { ...strict, default: {}, description: 'Resource limits per node and per connection.' },
+);
+
+const TimeoutsSchema = Type.Object(
+  {
+    startup: filled(
+      duration('Time a client has to finish TLS, the startup packet and authentication.', {
+        default: '10s',
+        min: 1,
+      }),
+    ),
+    idle_client: filled(
+      duration(
+        'Automatic logoff: a client idle this long outside a transaction is disconnected (HIPAA 164.312(a)(2)(iii)); 0 disables.',
+        { default: 0, min: 0 },
+      ),
+    ),
+    idle_in_transaction: filled(
+      duration('A client idle this long inside a transaction is disconnected; 0 disables.', {
+        default: 0,
+        min: 0,
+      }),
+    ),
+    upstream_connect: filled(
+      duration('Time to connect and log in to PostgreSQL, unless a database sets its own connect_timeout.', {
+        default: '5s',
+        min: 1,
+      }),
+    ),
+    pool_acquire: filled(
+      duration('How long a client waits for a server connection before it is refused with SQLSTATE 53300.', {
+        default: '10s',
+        min: 1,
+      }),
+    ),
+    server_idle: filled(
+      duration('Idle pooled server connections are closed after this; 0 keeps them open.', {
+        default: '10m',
+        min: 0,
+      }),
+    ),
+    server_lifetime: filled(
+      duration('Server connections are closed once released after being open this long; 0 means no limit.', {
+        default: '1h',
+        min: 0,
+      }),
+    ),
+    drain: filled(
+      duration(
+        'On SIGTERM, time for running work to finish before remaining sessions are ended with SQLSTATE 57P01; 0 ends them at once.',
+        { default: '30s', min: 0 },
+      ),
+    ),
+  },
+  {
+    ...strict,
+    default: {},
+    description: 'Timeouts. Numbers are milliseconds; strings take a unit: "500ms", "10s", "5m", "1h", "1d".',
+  },
+);
+
+const LogSchema = Type.Object(
+  {
+    level: filled(
+      literals(['debug', 'info', 'warn', 'error'] as const, {
+        default: 'info',
+        description: 'Least severe level written.',
+      }),
+    ),
+    format: filled(
+      literals(['json'] as const, {
+        default: 'json',
+        description: 'Log line format (JSON lines on stdout).',
+      }),
+    ),
+  },
+  { ...strict, default: {}, description: 'Logging.' },
+);
+
+export const UPSTREAM_TLS_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
+export type UpstreamTlsMode = (typeof UPSTREAM_TLS_MODES)[number];
+
+const UpstreamTlsSchema = withExtra<{
+  /** Content of ca_file (PEM), read at load. */
+  readonly ca?: string;
+}>()(
+  Type.Object(
+    {
+      mode: filled(
+        literals(UPSTREAM_TLS_MODES, {
+          default: 'require',
+          description:
+            "TLS to PostgreSQL, as libpq's sslmode: disable, require (encrypt, no certificate check), verify-ca (certificate signed by ca_file), verify-full (verify-ca and the host name).",
+        }),
+      ),
+      ca_file: Type.Optional(
+        secretFile(
+          'CA certificates (PEM) that sign the server certificate; required for verify-ca and verify-full.',
+        ),
+      ),
+      server_name: Type.Optional(
+        Type.String({
+          minLength: 1,
+          description: 'Host name to verify (and send as SNI) instead of upstream.host.',
+        }),
+      ),
+    },
+    { ...strict, default: {}, description: 'TLS between pgwarden and PostgreSQL.' },
+  ),
+);
+
+/** Where the resolved upstream password came from; what `pgwarden check` shows instead of the password. */
+export type PasswordSource = 'config' | 'env' | 'file' | 'none';
+
+const UpstreamSchema = withExtra<{ readonly password_source: PasswordSource }>()(
+  Type.Object(
+    {
+      host: host('Host name or address of the PostgreSQL server.'),
+      port: port('Port of the PostgreSQL server.', 5432),
+      database: filled(
+        annotate(Type.String({ minLength: 1, maxLength: 63, description: 'Database name on the server.' }), {
+          computedDefault: 'the entry name',
+        }),
+      ),
+      user: Type.String({
+        minLength: 1,
+        maxLength: 63,
+        description: 'Account pgwarden logs in with. Clients never learn it or its password.',
+      }),
+      password: Type.Optional(
+        Type.String({
+          minLength: 1,
+          description: 'Password of the upstream account; write ${ENV_VAR} rather than the secret itself.',
+        }),
+      ),
+      password_file: Type.Optional(
+        secretFile(
+          'File holding the upstream password (one trailing newline is ignored). Use instead of password.',
+        ),
+      ),
+      tls: filled(UpstreamTlsSchema),
+      connect_timeout: filled(
+        annotate(duration('Time to connect and log in to this server.', { min: 1 }), {
+          computedDefault: 'timeouts.upstream_connect',
+        }),
+      ),
+    },
+    {
+      ...strict,
+      description:
+        'The PostgreSQL server behind this entry. Set password or password_file, or neither when the server trusts pgwarden.',
+    },
+  ),
+);
+
+export const POOL_MODES = ['session'] as const;
+
+const PoolSchema = Type.Object(
+  {
+    mode: filled(
+      annotate(
+        literals(POOL_MODES, {
+          default: 'session',
+          description: 'When a server connection returns to the pool: session (when the client leaves).',
+        }),
+        { hint: () => "must be 'session' ('transaction' pooling is not supported yet)" },
+      ),
+    ),
+    size: filled(
+      Type.Integer({
+        minimum: 1,
+        maximum: 10_000,
+        default: 20,
+        description: 'Most server connections this node opens to the database.',
+      }),
+    ),
+    min_idle: filled(
+      Type.Integer({
+        minimum: 0,
+        default: 0,
+        description:
+          'Idle server connections kept open past timeouts.server_idle, so a burst after a quiet spell finds them warm (they still close at server_lifetime).',
+      }),
+    ),
+  },
+  { ...strict, default: {}, description: 'Server connection pool (per node).' },
+);
+
+const DatabaseSchema = Type.Object(
+  { upstream: UpstreamSchema, pool: filled(PoolSchema) },
+  { ...strict, description: 'One routable database.' },
+);
+
+// SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, as PostgreSQL stores it in pg_authid (base64 parts).
+const B64 = '[A-Za-z0-9+/]+={0,2}';
+export const SCRAM_VERIFIER_PATTERN = `^SCRAM-SHA-256\\$[1-9][0-9]{0,9}:${B64}\\$${B64}:${B64}$`;
+
+const UserSchema = Type.Object(
+  {
+    password: annotate(
+      Type.String({
+        pattern: SCRAM_VERIFIER_PATTERN,
+        description:
+          'SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>) printed by `pgwarden passwd NAME`; plaintext passwords are refused.',
+      }),
+      {
+        hint: (p) =>
+          `must be a SCRAM-SHA-256 verifier, not a plaintext password: run \`pgwarden passwd ${String(p[1] ?? 'NAME')}\` and paste its output`,
+      },
+    ),
+    roles: filled(
+      Type.Array(Type.String({ minLength: 1, description: 'Name of an entry of roles.' }), {
+        default: [],
+        description: 'Roles granted to this user (names of entries of roles).',
+      }),
+    ),
+    databases: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, description: 'Name of an entry of databases.' }), {
+        description: 'Entries of databases this user may connect to; all of them when unset.',
+      }),
+    ),
+  },
+  { ...strict, description: 'One client identity.' },
+);
+
+export const STATEMENT_KINDS = [
+  'select',
+  'insert',
+  'update',
+  'delete',
+  'merge',
+  'copy_in',
+  'copy_out',
+  'ddl',
+  'call',
+  'set',
+  'transaction',
+  'utility',
+] as const;
+export type StatementKind = (typeof STATEMENT_KINDS)[number];
+
+const RoleSchema = Type.Object(
+  {
+    statements: Type.Optional(
+      Type.Array(literals(STATEMENT_KINDS, { description: 'A kind of SQL statement.' }), {
+        description: `Kinds of statement this role may run: ${STATEMENT_KINDS.join(', ')}.`,
+      }),
+    ),
+    masks: Type.Optional(
+      nameMap(
+        annotate(
+          Type.String({
+            pattern: '^[a-z][a-z0-9_]*$',
+            description: 'Masking function applied to the column, e.g. redact, partial_last4, year_only.',
+          }),
+          { hint: () => 'must name a masking function such as redact, partial_last4 or year_only' },
+        ),
+        {
+          pattern: '^[^.\\s]+\\.[^.\\s]+\\.[^.\\s]+$',
+          keyLabel: 'column',
+          keyHint: 'written as schema.table.column',
+          description: 'Columns this role sees masked, as schema.table.column: masking function.',
+        },
+      ),
+    ),
+  },
+  { ...strict, description: 'A named set of permissions granted to users.' },
+);
+
+const WorkersUnion = Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 1, maximum: 256 })], {
+  default: 'auto',
+  description: "Worker threads serving clients; 'auto' is the machine's available parallelism.",
+});
+const WorkersSchema = annotate(WorkersUnion as TResolvedAs<typeof WorkersUnion, number>, {
+  kind: 'workers',
+  hint: () => "must be 'auto' or an integer from 1 to 256",
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The whole file.
+
+export const ConfigSchema = Type.Object(
+  {
+    listen: filled(ListenSchema),
+    admin: filled(AdminSchema),
+    workers: filled(WorkersSchema),
+    node_id: filled(
+      annotate(
+        Type.String({
+          minLength: 1,
+          maxLength: 255,
+          description: 'Name of this node in logs, metrics and the audit trail.',
+        }),
+        { computedDefault: 'the host name' },
+      ),
+    ),
+    framing: filled(
+      literals(['wasm', 'typescript'] as const, {
+        default: 'wasm',
+        description: 'Protocol framing engine: the WASM scanner, or its TypeScript twin as a fallback.',
+      }),
+    ),
+    allow_plaintext: filled(
+      Type.Boolean({
+        default: false,
+        description: 'Accept clients without TLS. When false, they are refused with SQLSTATE 28000.',
+      }),
+    ),
+    tls: Type.Optional(ServerTlsSchema),
+    limits: filled(LimitsSchema),
+    timeouts: filled(TimeoutsSchema),
+    log: filled(LogSchema),
+    databases: nameMap(DatabaseSchema, {
+      pattern: PG_NAME_PATTERN,
+      keyLabel: 'database',
+      keyHint: PG_NAME_HINT,
+      minProperties: 1,
+      description: "Routable databases, by the name clients send as the startup parameter 'database'.",
+    }),
+    users: filled(
+      nameMap(UserSchema, {
+        pattern: PG_NAME_PATTERN,
+        keyLabel: 'user',
+        keyHint: PG_NAME_HINT,
+        default: {},
+        description: "Client identities, by the name clients send as the startup parameter 'user'.",
+      }),
+    ),
+    roles: filled(
+      nameMap(RoleSchema, {
+        pattern: ROLE_NAME_PATTERN,
+        keyLabel: 'role',
+        keyHint: 'a letter or _, then letters, digits, _ or -; at most 63 characters',
+        default: {},
+        description: 'Roles granted to users.',
+      }),
+    ),
+  },
+  { ...strict, description: 'pgwarden configuration.' },
+);
+
+/** The config file as written (keys with defaults may be missing, durations may be strings). */
+export type ConfigInput = Static<typeof ConfigSchema>;
+/** The config after loading: defaults applied, durations in milliseconds, sizes in bytes, paths absolute, secrets read. */
+export type PgwardenConfig = Resolved<typeof ConfigSchema>;
+export type DatabaseConfig = PgwardenConfig['databases'][string];
+export type UpstreamConfig = DatabaseConfig['upstream'];
+export type PoolConfig = DatabaseConfig['pool'];
+export type UserConfig = PgwardenConfig['users'][string];
+export type RoleConfig = PgwardenConfig['roles'][string];
+export type ServerTlsConfig = NonNullable<PgwardenConfig['tls']>;
+
+export const CONFIG_SCHEMA_ID = 'urn:pgwarden:config';
+
+/** The published JSON Schema (docs/config.schema.json): the TypeBox schema plus $schema, $id and title. */
+export function configJsonSchema(): Record<string, unknown> {
+  // JSON round trip drops the symbol-keyed annotations and TypeBox's own symbols.
+  const body = JSON.parse(JSON.stringify(ConfigSchema)) as Record<string, unknown>;
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    $id: CONFIG_SCHEMA_ID,
+    title: 'pgwarden configuration',
+    ...body,
+  };
+}
