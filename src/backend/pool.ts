@@ -16,6 +16,8 @@ export interface PoolSettings {
   readonly size: number;
   readonly idleTimeoutMs: number;
   readonly lifetimeMs: number;
+  /** Idle connections kept past idleTimeoutMs (this worker's share of pool.min_idle). */
+  readonly minIdle: number;
 }
 
 export class PoolTimeoutError extends Error {
@@ -110,9 +112,15 @@ export class Pool {
 
   /** Closes idle connections past their idle timeout or lifetime (called by the worker's sweeper). */
   sweep(now: number): void {
+    let idle = 0;
+    for (const list of this.idle.values()) idle += list.length;
     for (const list of this.idle.values()) {
       for (const conn of [...list]) {
-        if (now - conn.idleSince > this.settings.idleTimeoutMs || this.expired(conn, now)) conn.close();
+        const stale = this.settings.idleTimeoutMs > 0 && now - conn.idleSince > this.settings.idleTimeoutMs;
+        if (this.expired(conn, now) || (stale && idle > this.settings.minIdle)) {
+          conn.close();
+          idle--;
+        }
       }
     }
   }

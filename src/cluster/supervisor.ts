@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { startAdminServer } from '../admin/http.js';
 import { configureLog, describeError, log, type LogLevel } from '../core/log.js';
 import { ConfigError, formatConfigError, loadConfigFile, type PgwardenConfig } from '../config/load.js';
+import { unenforcedRoleRules } from '../config/explain.js';
 import { buildRuntime } from '../frontend/build-runtime.js';
 import { emptySnapshot, GAUGE_KEYS, MetricsExposition, sumSnapshots } from '../metrics/exposition.js';
 import type { StatsSnapshot } from '../metrics/worker-stats.js';
@@ -83,6 +84,7 @@ export class Supervisor {
       });
     }
     const adminPort = this.admin ? (this.admin.address() as net.AddressInfo).port : null;
+    for (const warning of unenforcedRoleRules(this.config)) log.warn(warning);
     log.info('ready', {
       listen: { host, port: this.port },
       admin: this.admin ? { host: this.config.admin.host, port: adminPort } : null,

@@ -39,7 +39,8 @@ export function buildRuntime(config: PgwardenConfig, workerCount: number): Runti
     };
     // Each worker pools on its own, so the node-wide size is shared out (rounded up: never zero).
     const poolSize = Math.max(1, Math.ceil(d.pool.size / workerCount));
-    databases.set(name, { name, upstream, poolSize, fingerprint: JSON.stringify([upstream, poolSize]) });
+    const minIdle = Math.ceil(d.pool.min_idle / workerCount);
+    databases.set(name, { name, upstream, poolSize, minIdle, fingerprint: JSON.stringify([upstream, poolSize, minIdle]) });
   }
   const tls = config.tls
     ? buildClientTls({
@@ -67,6 +68,7 @@ export function buildRuntime(config: PgwardenConfig, workerCount: number): Runti
     maxClientsPerWorker: Math.max(1, Math.ceil(config.limits.max_client_connections / workerCount)),
     maxMessageSize: config.limits.max_message_size,
     maxStartupSize: config.limits.max_startup_size,
+    writeBufferHighWater: config.limits.write_buffer_high_water,
     startupTimeoutMs: t.startup,
     idleClientMs: t.idle_client,
     idleInTransactionMs: t.idle_in_transaction,

@@ -72,6 +72,8 @@ export class ClientSession implements ServerOwner {
   private closeWhenForwarded = false;
   private clientPaused = false;
   private serverPaused = false;
+  /** Bytes queued towards a slow peer before reading from the other side pauses (limits.write_buffer_high_water). */
+  private readonly highWater: number;
 
   constructor(
     private readonly raw: net.Socket,
@@ -79,6 +81,7 @@ export class ClientSession implements ServerOwner {
   ) {
     this.io = raw;
     const rt = ctx.runtime;
+    this.highWater = rt.writeBufferHighWater;
     this.stream = this.newStartupStream();
     stats.clientConnectionsOpened++;
     stats.clientConnectionsActive++;
@@ -375,7 +378,7 @@ export class ClientSession implements ServerOwner {
       this.close();
       return;
     }
-    if (!server.socket.write(chunk) && !this.clientPaused) {
+    if (!server.socket.write(chunk) && !this.clientPaused && server.socket.writableLength >= this.highWater) {
       // Backpressure: the upstream reads slower than the client writes; stop reading the client until it drains.
       this.clientPaused = true;
       this.io.pause();
@@ -405,7 +408,7 @@ export class ClientSession implements ServerOwner {
 
   serverData(chunk: Buffer): void {
     stats.bytesToClients += chunk.length;
-    if (!this.io.write(chunk) && !this.serverPaused) {
+    if (!this.io.write(chunk) && !this.serverPaused && this.io.writableLength >= this.highWater) {
       this.serverPaused = true;
       const socket = this.server!.socket;
       socket.pause();

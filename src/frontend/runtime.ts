@@ -19,6 +19,7 @@ export interface DatabaseEntry {
   readonly upstream: UpstreamSettings;
   /** This worker's share of the pool size. */
   readonly poolSize: number;
+  readonly minIdle: number;
   /** A fingerprint of everything that, when changed by a reload, needs a new pool. */
   readonly fingerprint: string;
 }
@@ -33,6 +34,7 @@ export interface RuntimeSettings {
   readonly maxClientConnections: number;
   readonly maxMessageSize: number;
   readonly maxStartupSize: number;
+  readonly writeBufferHighWater: number;
   readonly startupTimeoutMs: number;
   readonly idleClientMs: number;
   readonly idleInTransactionMs: number;

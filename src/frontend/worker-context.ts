@@ -38,6 +38,7 @@ export class WorkerContext {
       size: db.poolSize,
       idleTimeoutMs: r.serverIdleMs,
       lifetimeMs: r.serverLifetimeMs,
+      minIdle: db.minIdle,
     });
     this.pools.set(db.name, { pool, fingerprint: db.fingerprint });
     return pool;
