@@ -29,8 +29,10 @@ export function startAdminServer(host: string, port: number, h: AdminHandlers): 
       );
       return;
     }
-    if (req.method === 'GET' && url === '/healthz') return reply(h.healthy() ? 200 : 503, h.healthy() ? 'ok\n' : 'unhealthy\n');
-    if (req.method === 'GET' && url === '/readyz') return reply(h.ready() ? 200 : 503, h.ready() ? 'ready\n' : 'not ready\n');
+    if (req.method === 'GET' && url === '/healthz')
+      return reply(h.healthy() ? 200 : 503, h.healthy() ? 'ok\n' : 'unhealthy\n');
+    if (req.method === 'GET' && url === '/readyz')
+      return reply(h.ready() ? 200 : 503, h.ready() ? 'ready\n' : 'not ready\n');
     const kill = /^\/debug\/workers\/(\d+)\/terminate$/.exec(url);
     if (req.method === 'POST' && kill && h.terminateWorker) {
       return reply(h.terminateWorker(Number(kill[1])) ? 202 : 404, '');

@@ -5,7 +5,11 @@ import { cancelRequest } from '../protocol/writer.js';
 import { openUpstreamSocket } from './upstream-socket.js';
 import type { UpstreamSettings } from './upstream-settings.js';
 
-export async function sendCancel(settings: UpstreamSettings, processId: number, secret: Buffer): Promise<void> {
+export async function sendCancel(
+  settings: UpstreamSettings,
+  processId: number,
+  secret: Buffer,
+): Promise<void> {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), settings.connectTimeoutMs);
   try {

@@ -176,7 +176,10 @@ export class Pool {
     }
   }
 
-  private async open(params: ReadonlyArray<readonly [string, string]>, key: string): Promise<ServerConnection> {
+  private async open(
+    params: ReadonlyArray<readonly [string, string]>,
+    key: string,
+  ): Promise<ServerConnection> {
     this.total++;
     try {
       const conn = await ServerConnection.connect(this.settings.upstream, params, key);

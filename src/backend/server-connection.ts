@@ -68,7 +68,10 @@ export class ServerConnection {
     readonly paramsKey: string,
   ) {
     this.stream = new MessageStream(
-      createFramer({ startup: false, maxMessageSize: settings.maxMessageSize, maxStartupSize: 10000 }, settings.framing),
+      createFramer(
+        { startup: false, maxMessageSize: settings.maxMessageSize, maxStartupSize: 10000 },
+        settings.framing,
+      ),
       STREAM_WANTS,
       (code, _start, _end, bytes) => this.onMessage(code, bytes!),
     );
@@ -120,7 +123,8 @@ export class ServerConnection {
       };
       const onAbort = () =>
         finish(new UpstreamStartupError(`timed out after ${settings.connectTimeoutMs} ms`, 'connect'));
-      const onClose = () => finish(new UpstreamStartupError('the server closed the connection during login', 'connect'));
+      const onClose = () =>
+        finish(new UpstreamStartupError('the server closed the connection during login', 'connect'));
       const loginStream = new MessageStream(
         createFramer({ startup: false, maxMessageSize: 1 << 20, maxStartupSize: 10000 }, settings.framing),
         wantTable(Array.from({ length: 256 }, (_, i) => [i, Want.Bytes] as const)),
@@ -128,7 +132,9 @@ export class ServerConnection {
           try {
             handle(code, msg!);
           } catch (e) {
-            finish(e instanceof UpstreamStartupError ? e : new UpstreamStartupError((e as Error).message, 'auth'));
+            finish(
+              e instanceof UpstreamStartupError ? e : new UpstreamStartupError((e as Error).message, 'auth'),
+            );
           }
         },
       );
@@ -158,7 +164,9 @@ export class ServerConnection {
               }
               socket.write(writer.passwordMessage(settings.password));
             } else if (kind === AuthCode.MD5Password) {
-              socket.write(writer.passwordMessage(md5PasswordResponse(settings.user, settings.password, data)));
+              socket.write(
+                writer.passwordMessage(md5PasswordResponse(settings.user, settings.password, data)),
+              );
             } else if (kind === AuthCode.SASL) {
               const cert = socket instanceof tls.TLSSocket ? socket.getPeerCertificate(false) : null;
               const channelBinding = cert && cert.raw ? tryTlsServerEndPointHash(cert.raw) : null;
@@ -198,11 +206,15 @@ export class ServerConnection {
           case BackendCode.NegotiateProtocolVersion:
             return;
           default:
-            throw new UpstreamStartupError(`unexpected message '${String.fromCharCode(code)}' during login`, 'startup');
+            throw new UpstreamStartupError(
+              `unexpected message '${String.fromCharCode(code)}' during login`,
+              'startup',
+            );
         }
       };
       const onData = (chunk: Buffer) => {
-        if (loginStream.push(chunk) !== 0) finish(new UpstreamStartupError('invalid message from the server', 'startup'));
+        if (loginStream.push(chunk) !== 0)
+          finish(new UpstreamStartupError('invalid message from the server', 'startup'));
       };
       signal.addEventListener('abort', onAbort, { once: true });
       socket.on('data', onData);

@@ -12,7 +12,11 @@ export interface UpstreamSettings {
   readonly database: string;
   readonly user: string;
   readonly password: string | undefined;
-  readonly tls: { readonly mode: UpstreamTlsMode; readonly ca: Buffer | undefined; readonly serverName: string | undefined };
+  readonly tls: {
+    readonly mode: UpstreamTlsMode;
+    readonly ca: Buffer | undefined;
+    readonly serverName: string | undefined;
+  };
   readonly connectTimeoutMs: number;
   readonly maxMessageSize: number;
   readonly framing: FramerImpl;

@@ -22,7 +22,11 @@ insert into patients (name, ssn, dob, zip, email, phone, diagnosis) values
 `;
 
 export async function runDemo(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { port: { type: 'string', default: '6432' } }, strict: true });
+  const { values } = parseArgs({
+    args,
+    options: { port: { type: 'string', default: '6432' } },
+    strict: true,
+  });
   const port = Number(values.port);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgwarden-demo-'));
   process.stdout.write('pgwarden demo: starting a local PostgreSQL (initdb in a temp dir)...\n');

@@ -172,7 +172,9 @@ export class Supervisor {
     this.metrics.workerRestarts.inc();
     setTimeout(() => {
       if (this.draining) return;
-      this.spawn(slot.index).catch((e) => log.error('replacement worker failed', { error: describeError(e) }));
+      this.spawn(slot.index).catch((e) =>
+        log.error('replacement worker failed', { error: describeError(e) }),
+      );
     }, delay);
   }
 
@@ -232,7 +234,8 @@ export class Supervisor {
     }
     this.config = next;
     configureLog(next.log.level as LogLevel, { node: next.node_id });
-    for (const slot of this.slots) this.post(slot, { type: 'config', config: next, workerCount: this.workerCount });
+    for (const slot of this.slots)
+      this.post(slot, { type: 'config', config: next, workerCount: this.workerCount });
     this.metrics.reloads.labels('ok').inc();
     log.info('configuration reloaded', { file: this.configFile });
   }

@@ -32,8 +32,9 @@ const server = net.createServer({ noDelay: true }, (socket) => {
 server.on('error', (e) => {
   send({ type: 'listen-failed', reason: describeError(e) });
 });
-server.listen({ host: init.config.listen.host, port: init.port, reusePort: true, backlog: init.config.listen.backlog }, () =>
-  send({ type: 'listening' }),
+server.listen(
+  { host: init.config.listen.host, port: init.port, reusePort: true, backlog: init.config.listen.backlog },
+  () => send({ type: 'listening' }),
 );
 
 port.on('message', (m: ToWorker) => {

@@ -78,9 +78,12 @@ export function explainConfig(c: PgwardenConfig): string {
 export function unenforcedRoleRules(c: PgwardenConfig): string[] {
   const out: string[] = [];
   for (const [name, role] of Object.entries(c.roles)) {
-    if (role.statements) out.push(`roles.${name}.statements is validated but NOT enforced by this version of pgwarden`);
+    if (role.statements)
+      out.push(`roles.${name}.statements is validated but NOT enforced by this version of pgwarden`);
     if (role.masks && Object.keys(role.masks).length > 0) {
-      out.push(`roles.${name}.masks is validated but NOT applied by this version of pgwarden: rows are not masked`);
+      out.push(
+        `roles.${name}.masks is validated but NOT applied by this version of pgwarden: rows are not masked`,
+      );
     }
   }
   return out;

@@ -48,7 +48,11 @@ export const ERRORS = {
     message: 'replication connections are not supported through pgwarden',
     hint: 'Connect replication clients to PostgreSQL directly.',
   },
-  PGW_ERR_NO_USER: { sqlstate: '28000', severity: 'FATAL', message: 'no PostgreSQL user name specified in startup packet' },
+  PGW_ERR_NO_USER: {
+    sqlstate: '28000',
+    severity: 'FATAL',
+    message: 'no PostgreSQL user name specified in startup packet',
+  },
   PGW_ERR_UNKNOWN_DATABASE: {
     sqlstate: '3D000',
     severity: 'FATAL',
@@ -106,7 +110,11 @@ export const ERRORS = {
     severity: 'FATAL',
     message: 'canceling startup: TLS, startup and authentication did not finish within %s ms',
   },
-  PGW_ERR_INTERNAL: { sqlstate: 'XX000', severity: 'FATAL', message: 'internal error in pgwarden (see its log)' },
+  PGW_ERR_INTERNAL: {
+    sqlstate: 'XX000',
+    severity: 'FATAL',
+    message: 'internal error in pgwarden (see its log)',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -137,6 +145,10 @@ export function pgwError(code: ErrorCode, ...args: Array<string | number>): Pgwa
   return new PgwardenError(code, args);
 }
 
-export function pgwErrorWithDetail(code: ErrorCode, detail: string, ...args: Array<string | number>): PgwardenError {
+export function pgwErrorWithDetail(
+  code: ErrorCode,
+  detail: string,
+  ...args: Array<string | number>
+): PgwardenError {
   return new PgwardenError(code, args, detail);
 }

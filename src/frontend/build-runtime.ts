@@ -32,7 +32,11 @@ export function buildRuntime(config: PgwardenConfig, workerCount: number): Runti
       database: u.database,
       user: u.user,
       password: u.password,
-      tls: { mode: u.tls.mode as UpstreamTlsMode, ca: u.tls.ca ? Buffer.from(u.tls.ca) : undefined, serverName: u.tls.server_name },
+      tls: {
+        mode: u.tls.mode as UpstreamTlsMode,
+        ca: u.tls.ca ? Buffer.from(u.tls.ca) : undefined,
+        serverName: u.tls.server_name,
+      },
       connectTimeoutMs: u.connect_timeout,
       maxMessageSize: config.limits.max_message_size,
       framing: config.framing as FramerImpl,
@@ -40,7 +44,13 @@ export function buildRuntime(config: PgwardenConfig, workerCount: number): Runti
     // Each worker pools on its own, so the node-wide size is shared out (rounded up: never zero).
     const poolSize = Math.max(1, Math.ceil(d.pool.size / workerCount));
     const minIdle = Math.ceil(d.pool.min_idle / workerCount);
-    databases.set(name, { name, upstream, poolSize, minIdle, fingerprint: JSON.stringify([upstream, poolSize, minIdle]) });
+    databases.set(name, {
+      name,
+      upstream,
+      poolSize,
+      minIdle,
+      fingerprint: JSON.stringify([upstream, poolSize, minIdle]),
+    });
   }
   const tls = config.tls
     ? buildClientTls({

@@ -98,7 +98,10 @@ export class ClientSession implements ServerOwner {
   private newStartupStream(): MessageStream {
     const rt = this.ctx.runtime;
     return new MessageStream(
-      createFramer({ startup: true, maxMessageSize: rt.maxMessageSize, maxStartupSize: rt.maxStartupSize }, rt.framing),
+      createFramer(
+        { startup: true, maxMessageSize: rt.maxMessageSize, maxStartupSize: rt.maxStartupSize },
+        rt.framing,
+      ),
       ALL_BYTES,
       (code, start, end, bytes) => this.onMessage(code, start, end, bytes),
     );
@@ -138,7 +141,8 @@ export class ClientSession implements ServerOwner {
 
   private frameError(error: number): void {
     stats.protocolErrors++;
-    const what = error === FrameError.LengthTooLarge ? 'message length exceeds the limit' : 'message length too small';
+    const what =
+      error === FrameError.LengthTooLarge ? 'message length exceeds the limit' : 'message length too small';
     this.fail(pgwError('PGW_ERR_MESSAGE_LENGTH', what));
   }
 
@@ -280,11 +284,17 @@ export class ClientSession implements ServerOwner {
     } catch (e) {
       if (!(e instanceof ScramError)) throw e;
       if (e.reason === 'bad-proof') {
-        this.authFailed(this.user ? 'bad_password' : 'unknown_user', pgwError('PGW_ERR_AUTH_FAILED', this.userName));
+        this.authFailed(
+          this.user ? 'bad_password' : 'unknown_user',
+          pgwError('PGW_ERR_AUTH_FAILED', this.userName),
+        );
       } else if (e.reason === 'channel-binding') {
         this.authFailed('channel_binding', pgwErrorWithDetail('PGW_ERR_CHANNEL_BINDING', e.message));
       } else {
-        this.authFailed('malformed', pgwErrorWithDetail('PGW_ERR_PROTOCOL_VIOLATION', e.message, 'invalid SCRAM exchange'));
+        this.authFailed(
+          'malformed',
+          pgwErrorWithDetail('PGW_ERR_PROTOCOL_VIOLATION', e.message, 'invalid SCRAM exchange'),
+        );
       }
       return;
     }
@@ -330,7 +340,10 @@ export class ClientSession implements ServerOwner {
     this.txStatus = server.txStatus;
     const parts: Buffer[] = [writer.authenticationSASLFinal(this.scramFinal!), writer.authenticationOk()];
     for (const [name, value] of server.params) parts.push(writer.parameterStatus(name, value));
-    parts.push(writer.backendKeyData(key.processId, key.secret.readInt32BE(0)), writer.readyForQuery(server.txStatus));
+    parts.push(
+      writer.backendKeyData(key.processId, key.secret.readInt32BE(0)),
+      writer.readyForQuery(server.txStatus),
+    );
     this.io.write(Buffer.concat(parts));
     this.phase = 'active';
     this.stream.want = ACTIVE_WANTS;
@@ -456,7 +469,8 @@ export class ClientSession implements ServerOwner {
     const rt = this.ctx.runtime;
     const idleFor = now - this.lastActivity;
     if (this.txStatus === TxStatus.Idle) {
-      if (rt.idleClientMs > 0 && idleFor > rt.idleClientMs) this.fail(pgwError('PGW_ERR_IDLE_TIMEOUT', rt.idleClientMs));
+      if (rt.idleClientMs > 0 && idleFor > rt.idleClientMs)
+        this.fail(pgwError('PGW_ERR_IDLE_TIMEOUT', rt.idleClientMs));
     } else if (rt.idleInTransactionMs > 0 && idleFor > rt.idleInTransactionMs) {
       this.fail(pgwError('PGW_ERR_IDLE_IN_TRANSACTION_TIMEOUT', rt.idleInTransactionMs));
     }
@@ -475,7 +489,11 @@ export class ClientSession implements ServerOwner {
   private fail(error: PgwardenError): void {
     if (this.phase === 'closed') return;
     if (error.code !== ('PGW_ERR_SHUTTING_DOWN' satisfies ErrorCode) || this.phase === 'active') {
-      log.debug('closing client session', { sqlstate: error.sqlstate, code: error.code, worker: this.ctx.workerIndex });
+      log.debug('closing client session', {
+        sqlstate: error.sqlstate,
+        code: error.code,
+        worker: this.ctx.workerIndex,
+      });
     }
     this.sendAndClose(writer.errorResponse(error));
   }

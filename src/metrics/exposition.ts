@@ -36,7 +36,9 @@ export function emptySnapshot(): StatsSnapshot {
     durationBuckets: new Array(DURATION_BUCKETS.length + 1).fill(0),
     durationSum: 0,
     durationCount: 0,
-    authFailures: Object.fromEntries(AUTH_FAILURE_REASONS.map((r) => [r, 0])) as StatsSnapshot['authFailures'],
+    authFailures: Object.fromEntries(
+      AUTH_FAILURE_REASONS.map((r) => [r, 0]),
+    ) as StatsSnapshot['authFailures'],
     protocolErrors: 0,
     cancelRequests: 0,
     cancelForwarded: 0,
@@ -87,18 +89,46 @@ export class MetricsExposition {
           };
         })(),
       });
-    counter('pgwarden_client_connections_total', 'Client connections accepted', (s) => s.clientConnectionsOpened);
+    counter(
+      'pgwarden_client_connections_total',
+      'Client connections accepted',
+      (s) => s.clientConnectionsOpened,
+    );
     gauge('pgwarden_client_connections', 'Client connections open now', (s) => s.clientConnectionsActive);
-    counter('pgwarden_server_connections_total', 'Upstream connections opened', (s) => s.serverConnectionsOpened);
+    counter(
+      'pgwarden_server_connections_total',
+      'Upstream connections opened',
+      (s) => s.serverConnectionsOpened,
+    );
     gauge('pgwarden_server_connections', 'Upstream connections open now', (s) => s.serverConnectionsActive);
-    gauge('pgwarden_server_connections_idle', 'Upstream connections idle in pools', (s) => s.serverConnectionsIdle);
+    gauge(
+      'pgwarden_server_connections_idle',
+      'Upstream connections idle in pools',
+      (s) => s.serverConnectionsIdle,
+    );
     counter('pgwarden_client_received_bytes_total', 'Bytes received from clients', (s) => s.bytesFromClients);
     counter('pgwarden_client_sent_bytes_total', 'Bytes sent to clients', (s) => s.bytesToClients);
-    counter('pgwarden_statements_total', 'Statements (simple Query and extended Execute)', (s) => s.statements);
-    counter('pgwarden_protocol_errors_total', 'Connections ended for protocol violations', (s) => s.protocolErrors);
+    counter(
+      'pgwarden_statements_total',
+      'Statements (simple Query and extended Execute)',
+      (s) => s.statements,
+    );
+    counter(
+      'pgwarden_protocol_errors_total',
+      'Connections ended for protocol violations',
+      (s) => s.protocolErrors,
+    );
     counter('pgwarden_cancel_requests_total', 'CancelRequests received', (s) => s.cancelRequests);
-    counter('pgwarden_cancel_forwarded_total', 'CancelRequests sent to an upstream backend', (s) => s.cancelForwarded);
-    counter('pgwarden_clients_refused_total', 'Clients refused for connection or pool limits', (s) => s.clientsRefused);
+    counter(
+      'pgwarden_cancel_forwarded_total',
+      'CancelRequests sent to an upstream backend',
+      (s) => s.cancelForwarded,
+    );
+    counter(
+      'pgwarden_clients_refused_total',
+      'Clients refused for connection or pool limits',
+      (s) => s.clientsRefused,
+    );
     counter('pgwarden_upstream_errors_total', 'Failed upstream connection attempts', (s) => s.upstreamErrors);
     const latest = () => this.latest;
     new client.Counter({
@@ -111,8 +141,16 @@ export class MetricsExposition {
         for (const r of AUTH_FAILURE_REASONS) this.labels(r).inc(latest().authFailures[r]);
       },
     });
-    this.workersAlive = new client.Gauge({ name: 'pgwarden_workers', help: 'Worker threads running', registers: [this.registry] });
-    this.draining = new client.Gauge({ name: 'pgwarden_draining', help: '1 while shutting down', registers: [this.registry] });
+    this.workersAlive = new client.Gauge({
+      name: 'pgwarden_workers',
+      help: 'Worker threads running',
+      registers: [this.registry],
+    });
+    this.draining = new client.Gauge({
+      name: 'pgwarden_draining',
+      help: '1 while shutting down',
+      registers: [this.registry],
+    });
     this.reloads = new client.Counter({
       name: 'pgwarden_config_reloads_total',
       help: 'Configuration reloads by result',

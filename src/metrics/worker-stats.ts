@@ -2,7 +2,9 @@
 // worker for a snapshot at scrape time and sums them (metrics/exposition.ts). No label takes unbounded values.
 
 /** Statement duration buckets in seconds (upper bounds), Prometheus style. */
-export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const DURATION_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 
 export const AUTH_FAILURE_REASONS = [
   'bad_password',

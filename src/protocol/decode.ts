@@ -73,7 +73,8 @@ export function decodeStartup(msg: Buffer): StartupPacket {
     if (name === '') break;
     params.set(name, r.cstring());
   }
-  if (r.remaining !== 0) throw new ProtocolError('invalid startup packet layout: expected terminator as last byte');
+  if (r.remaining !== 0)
+    throw new ProtocolError('invalid startup packet layout: expected terminator as last byte');
   return { major: version >>> 16, minor: version & 0xffff, params };
 }
 

@@ -56,7 +56,8 @@ export class MessageStream {
     if (framer.pendingBody === 0 && lastEnd < chunk.length) {
       // The chunk ended inside a header. With no record in this chunk the header began earlier: keep growing it.
       const tail = chunk.subarray(Math.max(lastEnd, 0));
-      this.headerTail = n === 0 && this.headerTail ? Buffer.concat([this.headerTail, tail]) : Buffer.from(tail);
+      this.headerTail =
+        n === 0 && this.headerTail ? Buffer.concat([this.headerTail, tail]) : Buffer.from(tail);
     } else {
       this.headerTail = null;
     }

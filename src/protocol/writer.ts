@@ -19,7 +19,9 @@ function cstrings(values: readonly string[]): Buffer {
 }
 
 /** ErrorResponse / NoticeResponse fields: S (localised severity), V (severity), C (SQLSTATE), M, D, H. */
-export function errorResponse(e: Pick<PgwardenError, 'severity' | 'sqlstate' | 'message' | 'detail' | 'hint'>): Buffer {
+export function errorResponse(
+  e: Pick<PgwardenError, 'severity' | 'sqlstate' | 'message' | 'detail' | 'hint'>,
+): Buffer {
   const fields = ['S' + e.severity, 'V' + e.severity, 'C' + e.sqlstate, 'M' + e.message];
   if (e.detail) fields.push('D' + e.detail);
   if (e.hint) fields.push('H' + e.hint);

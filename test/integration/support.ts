@@ -74,7 +74,10 @@ export function pgOptions(proxy: PgwardenProcess, user: keyof typeof CLIENTS = '
   };
 }
 
-export async function pgClient(proxy: PgwardenProcess, user: keyof typeof CLIENTS = 'alice'): Promise<pg.Client> {
+export async function pgClient(
+  proxy: PgwardenProcess,
+  user: keyof typeof CLIENTS = 'alice',
+): Promise<pg.Client> {
   const client = new pg.Client(pgOptions(proxy, user));
   await client.connect();
   return client;
