@@ -27,7 +27,9 @@ describe('pgwarden command line', () => {
     expect(verifier).not.toBeNull();
     expect(verifier!.iterations).toBe(4096);
     // StoredKey = H(ClientKey(SaltedPassword)): the verifier belongs to exactly this password.
-    const storedKey = sha256(clientKeyOf(saltedPassword('tr0ub4dor&3', verifier!.salt, verifier!.iterations)));
+    const storedKey = sha256(
+      clientKeyOf(saltedPassword('tr0ub4dor&3', verifier!.salt, verifier!.iterations)),
+    );
     expect(storedKey.equals(verifier!.storedKey)).toBe(true);
   });
 
@@ -52,7 +54,9 @@ describe('pgwarden command line', () => {
   it('check explains a valid config and warns that role rules are not enforced yet', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pgwarden-cli-'));
     const file = join(dir, 'pgwarden.yaml');
-    const config = baseConfig({ roles: { analyst: { statements: ['select'], masks: { 'public.patients.ssn': 'redact' } } } });
+    const config = baseConfig({
+      roles: { analyst: { statements: ['select'], masks: { 'public.patients.ssn': 'redact' } } },
+    });
     writeFileSync(file, stringify(config));
     const r = pgwarden(['check', '-c', file], undefined, { EHR_DB_PASSWORD: 'app-secret-pw' });
     expect(r.status).toBe(0);
