@@ -75,6 +75,8 @@ export class ServerConnection {
       STREAM_WANTS,
       (code, _start, _end, bytes) => this.onMessage(code, bytes!),
     );
+    // Only ReadyForQuery and ParameterStatus are assembled: both are small.
+    this.stream.maxAssembly = 1 << 20;
     socket.on('error', () => this.close());
     socket.on('close', () => this.close());
   }

@@ -14,7 +14,13 @@ import { stats, type AuthFailureReason } from '../metrics/worker-stats.js';
 import { FrontendCode, RequestCode, TxStatus } from '../protocol/codes.js';
 import { decodeCancel, decodeSASLInitialResponse, decodeStartup, ProtocolError } from '../protocol/decode.js';
 import { createFramer, FrameError } from '../protocol/framing.js';
-import { atMessageBoundary, MessageStream, Want, wantTable } from '../protocol/message-stream.js';
+import {
+  ASSEMBLY_TOO_LARGE,
+  atMessageBoundary,
+  MessageStream,
+  Want,
+  wantTable,
+} from '../protocol/message-stream.js';
 import * as writer from '../protocol/writer.js';
 import { upgradeClient } from './tls.js';
 import type { DatabaseEntry, UserEntry } from './runtime.js';
@@ -38,6 +44,9 @@ const ACTIVE_WANTS = wantTable([
   [FrontendCode.Execute, Want.Code],
   [FrontendCode.Terminate, Want.Code],
 ]);
+
+/** Largest SASL message accepted before login (PostgreSQL: PG_MAX_AUTH_TOKEN_LENGTH 65535, plus the header). */
+const MAX_AUTH_MESSAGE = 65535 + 5;
 
 /** Startup parameters that pgwarden owns or refuses instead of passing upstream. */
 const NOT_FORWARDED = new Set(['user', 'database', 'replication']);
@@ -97,7 +106,7 @@ export class ClientSession implements ServerOwner {
 
   private newStartupStream(): MessageStream {
     const rt = this.ctx.runtime;
-    return new MessageStream(
+    const stream = new MessageStream(
       createFramer(
         { startup: true, maxMessageSize: rt.maxMessageSize, maxStartupSize: rt.maxStartupSize },
         rt.framing,
@@ -105,6 +114,8 @@ export class ClientSession implements ServerOwner {
       ALL_BYTES,
       (code, start, end, bytes) => this.onMessage(code, start, end, bytes),
     );
+    stream.maxAssembly = MAX_AUTH_MESSAGE;
+    return stream;
   }
 
   // ---- reading ------------------------------------------------------------------------------------------------
@@ -142,7 +153,9 @@ export class ClientSession implements ServerOwner {
   private frameError(error: number): void {
     stats.protocolErrors++;
     const what =
-      error === FrameError.LengthTooLarge ? 'message length exceeds the limit' : 'message length too small';
+      error === FrameError.LengthTooLarge || error === ASSEMBLY_TOO_LARGE
+        ? 'message length exceeds the limit'
+        : 'message length too small';
     this.fail(pgwError('PGW_ERR_MESSAGE_LENGTH', what));
   }
 

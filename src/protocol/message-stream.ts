@@ -7,6 +7,9 @@ import type { Framer } from './framing.js';
 /** Interest in a message code: none, the code and its position only, or its whole bytes. */
 export const Want = { None: 0, Code: 1, Bytes: 2 } as const;
 
+/** push() result when a message of interest is longer than `maxAssembly` (not a framer error: the framer allows it). */
+export const ASSEMBLY_TOO_LARGE = 100;
+
 export type MessageHandler = (code: number, start: number, end: number, bytes: Buffer | null) => void;
 
 export class MessageStream {
@@ -18,6 +21,12 @@ export class MessageStream {
   private headerTail: Buffer | null = null;
   /** Body bytes of the previous chunk's last message still to come at the start of the next chunk. */
   private carried = 0;
+  private oversized = false;
+  /**
+   * Longest message of interest this stream will assemble. Before authentication a client must not make us
+   * allocate up to max_message_size for a message it then feeds slowly.
+   */
+  maxAssembly = Number.POSITIVE_INFINITY;
 
   constructor(
     readonly framer: Framer,
@@ -32,6 +41,7 @@ export class MessageStream {
   /** Scans one chunk; returns the framer's error (0 = none). Handlers run in stream order. */
   push(chunk: Buffer): number {
     const framer = this.framer;
+    if (this.oversized) return ASSEMBLY_TOO_LARGE;
     if (this.assembling !== null) this.continueAssembly(chunk);
     const n = framer.scan(chunk);
     const records = framer.records;
@@ -47,6 +57,9 @@ export class MessageStream {
         this.onMessage(code, start, end, null);
       } else if (start >= 0 && end <= chunk.length) {
         this.onMessage(code, start, end, chunk.subarray(start, end));
+      } else if (end - start > this.maxAssembly) {
+        this.oversized = true;
+        return ASSEMBLY_TOO_LARGE;
       } else {
         this.beginAssembly(code, start, end, chunk);
         if (this.assembling === null) continue; // completed within this chunk (header straddle only)

@@ -136,6 +136,22 @@ describe('raw protocol through pgwarden', () => {
     expect(Date.now() - sentAt).toBeLessThan(2000);
   });
 
+  it('refuses an oversized SASL message before login at once, without waiting for (or buffering) its body', async () => {
+    const wire = track(await connectTls(proxy.port));
+    wire.write(frontend.startup({ user: 'alice', database: 'ehr' }));
+    expect(authRequest((await wire.message())!).kind).toBe(10);
+    const sentAt = Date.now();
+    const header = Buffer.alloc(5);
+    header[0] = 0x70; // 'p' announcing 512 MiB, within max_message_size but far over any SASL message
+    header.writeInt32BE(512 * 1024 * 1024, 1);
+    wire.write(Buffer.concat([header, Buffer.alloc(100)]));
+    const messages = await wire.rest();
+    expect(codes(messages)).toEqual(['E']);
+    expect(errorFields(messages[0])).toMatchObject({ S: 'FATAL', C: '08P01' });
+    expect(errorFields(messages[0]).M).toMatch(/exceeds the limit/);
+    expect(Date.now() - sentAt).toBeLessThan(2000);
+  });
+
   it('refuses a garbage SASLInitialResponse with 08P01, closes, and the worker still serves the next client', async () => {
     const wire = track(await connectTls(proxy.port));
     wire.write(frontend.startup({ user: 'alice', database: 'ehr' }));

@@ -2,7 +2,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createFramer, type FramerImpl } from '../../src/protocol/framing.js';
-import { MessageStream, Want, wantTable, atMessageBoundary } from '../../src/protocol/message-stream.js';
+import {
+  ASSEMBLY_TOO_LARGE,
+  MessageStream,
+  Want,
+  wantTable,
+  atMessageBoundary,
+} from '../../src/protocol/message-stream.js';
 
 function tagged(code: string, body: Buffer): Buffer {
   const head = Buffer.alloc(5);
@@ -58,6 +64,20 @@ describe.each(['wasm', 'typescript'] as const)('MessageStream (%s framer)', (imp
   it('is not at a message boundary in the middle of a message', () => {
     expect(collect([sample.subarray(0, sample.length - 2)], impl).boundary).toBe(false);
     expect(collect([sample.subarray(0, 3)], impl).boundary).toBe(false);
+  });
+
+  it('refuses to assemble a message of interest over maxAssembly, and stays refused', () => {
+    const stream = new MessageStream(
+      createFramer({ startup: false, maxMessageSize: 1 << 24, maxStartupSize: 10000 }, impl),
+      WANTS,
+      () => {
+        throw new Error('must not be delivered');
+      },
+    );
+    stream.maxAssembly = 64;
+    const big = tagged('S', Buffer.alloc(100, 0x41));
+    expect(stream.push(big.subarray(0, 10))).toBe(ASSEMBLY_TOO_LARGE);
+    expect(stream.push(big.subarray(10))).toBe(ASSEMBLY_TOO_LARGE);
   });
 
   it('matches for random splits (property)', () => {
