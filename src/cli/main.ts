@@ -12,6 +12,8 @@ const USAGE = `usage:
   pgwarden start -c pgwarden.yaml      run a node (SIGHUP reloads, SIGTERM drains)
   pgwarden check -c pgwarden.yaml      validate the config and explain it
   pgwarden passwd USER [--iterations N] print a SCRAM-SHA-256 verifier for USER (password read from stdin)
+  pgwarden audit verify --key PUBLIC.pem [--allow-open] [--allow-pruned] PATH...
+                                       check audit files (hash chain and signed checkpoints) with the public key
   pgwarden demo                        start a local PostgreSQL and pgwarden in front of it, print how to connect
 `;
 
@@ -43,6 +45,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'passwd':
       return runPasswd(rest);
+    case 'audit':
+      return (await import('./audit.js')).runAudit(rest);
     case 'demo': {
       const { runDemo } = await import('./demo.js');
       return runDemo(rest);
