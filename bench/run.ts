@@ -9,7 +9,7 @@ import { framingMarkdown, runFramingScenario } from './lib/framing.js';
 import { runMacroScenario, type MacroOptions } from './lib/macro.js';
 import { killRunningPgbench } from './lib/pgbench.js';
 import { macroMarkdown, saveResults } from './lib/report.js';
-import { TARGETS, type MacroScenario, type TargetName } from './lib/types.js';
+import { ALL_TARGETS, type MacroScenario, type TargetName } from './lib/types.js';
 
 const USAGE = `usage: npm run bench -- <scenario|framing|all> [options]
 
@@ -19,7 +19,8 @@ options:
   --seconds S         seconds per pgbench run, or per framing case (default 10)
   --warmup S          warm-up seconds per target before round 1 (default 2)
   --scale N           pgbench -i scale factor (default 10)
-  --targets LIST      comma-separated subset of direct,pgbouncer,pgwarden (default all three)
+  --targets LIST      comma-separated targets: direct, pgbouncer, pgwarden, pgwarden-audit-buffered,
+                      pgwarden-audit-durable (default: the scenario's own, else the first three)
   --no-latency-log    skip pgbench -l (no p50/p99 columns)
   --bouncer-plaintext no TLS from pgbench to PgBouncer (DESIGN.md's reference figure is without it); by default
                       PgBouncer gets client TLS like pgwarden and direct, so the comparison is like for like
@@ -56,15 +57,15 @@ function positiveNumber(
   return n;
 }
 
-function parseTargets(value: string | undefined): TargetName[] {
-  if (value === undefined) return [...TARGETS];
+function parseTargets(value: string | undefined): TargetName[] | null {
+  if (value === undefined) return null;
   const names = value
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
   for (const n of names)
-    if (!(TARGETS as readonly string[]).includes(n))
-      throw new Error(`unknown target '${n}' (known: ${TARGETS.join(', ')})`);
+    if (!(ALL_TARGETS as readonly string[]).includes(n))
+      throw new Error(`unknown target '${n}' (known: ${ALL_TARGETS.join(', ')})`);
   if (names.length === 0) throw new Error('--targets needs at least one target');
   return names as TargetName[];
 }

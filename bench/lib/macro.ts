@@ -1,9 +1,9 @@
 // One macro scenario end to end: its own PostgreSQL (TLS, SCRAM) with pgbench tables, PgBouncer and pgwarden in
 // front of it, then pgbench rounds interleaved across direct / pgbouncer / pgwarden, measuring TPS, latency and
 // the CPU each proxy burns per transaction.
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeTestCerts, type TestCerts } from '../../src/embedded/certs.js';
@@ -17,14 +17,22 @@ import { pgbenchInit, pgbenchVersion, runPgbench, type PgbenchTarget } from './p
 import { macroRatios } from './report.js';
 import { scramVerifier } from './scram.js';
 import { median } from './stats.js';
-import type { MacroReport, MacroScenario, RunRecord, TargetName, TargetReport } from './types.js';
+import {
+  TARGETS,
+  type MacroReport,
+  type MacroScenario,
+  type RunRecord,
+  type TargetName,
+  type TargetReport,
+} from './types.js';
 
 export interface MacroOptions {
   rounds: number;
   seconds: number;
   warmupSeconds: number;
   scale: number;
-  targets: readonly TargetName[];
+  /** null: the scenario's own targets, else direct, pgbouncer and pgwarden. */
+  targets: readonly TargetName[] | null;
   /** Per-transaction pgbench log for p50/p99 (cheap: a few MB per run). */
   latencyLog: boolean;
   /** TLS between pgbench and PgBouncer in every scenario, not only where the scenario asks for it. */
@@ -89,6 +97,14 @@ export function pgwardenBenchConfig(
   };
 }
 
+/** An audit section for a pgwarden target: a fresh Ed25519 key and a file sink in the bench's temp dir. */
+function benchAuditConfig(base: string, target: string, mode: 'buffered' | 'durable'): object {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const keyFile = join(base, `${target}.key`);
+  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  return { mode, sinks: [{ type: 'file', path: join(base, `${target}-audit`) }], signing_key_file: keyFile };
+}
+
 /** Runs one scenario; everything it starts is registered on `outer` too, so SIGINT stops it. */
 export async function runMacroScenario(
   scenario: MacroScenario,
@@ -138,7 +154,7 @@ export async function runMacroScenario(
     const reports: TargetReport[] = [];
     const bouncerBinary = findPgbouncer();
     const bouncerTls = options.bouncerTls || scenario.bouncerClientTls === true;
-    for (const target of options.targets) {
+    for (const target of options.targets ?? scenario.targets ?? TARGETS) {
       const report: TargetReport = {
         target,
         clientTls: target !== 'pgbouncer' || bouncerTls,
@@ -189,13 +205,18 @@ export async function runMacroScenario(
         }
       } else {
         try {
-          const warden = await startPgwarden(
-            pgwardenBenchConfig(pg, certs, scramVerifier(benchPassword), poolSize),
-            {
-              env: { BENCH_PG_PASSWORD: appPassword },
-              cwd: repoRoot(),
-            },
-          );
+          const config = pgwardenBenchConfig(pg, certs, scramVerifier(benchPassword), poolSize);
+          const auditMode =
+            target === 'pgwarden-audit-buffered'
+              ? 'buffered'
+              : target === 'pgwarden-audit-durable'
+                ? 'durable'
+                : null;
+          if (auditMode) Object.assign(config, { audit: benchAuditConfig(base, target, auditMode) });
+          const warden = await startPgwarden(config, {
+            env: { BENCH_PG_PASSWORD: appPassword },
+            cwd: repoRoot(),
+          });
           local.push(() => warden.stop());
           const endpoint = {
             host: '127.0.0.1',

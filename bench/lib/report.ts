@@ -46,6 +46,8 @@ export function macroRatios(targets: readonly TargetReport[]): Record<string, nu
   pair('tps pgbouncer/direct', bouncer?.tpsMedian, direct?.tpsMedian);
   pair('cpu/txn pgwarden/pgbouncer', warden?.proxyCpuUsPerTxn, bouncer?.proxyCpuUsPerTxn);
   pair('latency avg pgwarden/pgbouncer', warden?.latencyAvgMsMedian, bouncer?.latencyAvgMsMedian);
+  pair('tps audit buffered/audit off', by.get('pgwarden-audit-buffered')?.tpsMedian, warden?.tpsMedian);
+  pair('tps audit durable/audit off', by.get('pgwarden-audit-durable')?.tpsMedian, warden?.tpsMedian);
   return ratios;
 }
 

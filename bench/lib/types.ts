@@ -18,12 +18,22 @@ export interface MacroScenario {
    * connection setup). pgwarden and direct PostgreSQL always use TLS; PgBouncer does too by default.
    */
   bouncerClientTls?: boolean;
+  /** Targets compared by default (TARGETS when unset). */
+  targets?: readonly TargetName[];
   /** Server connections each proxy may hold for the bench user (pgwarden pool.size, PgBouncer default_pool_size). */
   poolSize?: number;
 }
 
-export type TargetName = 'direct' | 'pgbouncer' | 'pgwarden';
+export type TargetName =
+  'direct' | 'pgbouncer' | 'pgwarden' | 'pgwarden-audit-buffered' | 'pgwarden-audit-durable';
+/** What a scenario runs unless it names its own targets. */
 export const TARGETS: readonly TargetName[] = ['direct', 'pgbouncer', 'pgwarden'];
+/** Every target --targets accepts: pgwarden also with its audit trail on, buffered or durable. */
+export const ALL_TARGETS: readonly TargetName[] = [
+  ...TARGETS,
+  'pgwarden-audit-buffered',
+  'pgwarden-audit-durable',
+];
 
 /** What one pgbench run printed, plus what we measured around it. */
 export interface PgbenchResult {

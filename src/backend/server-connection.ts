@@ -28,6 +28,8 @@ export interface ServerOwner {
   serverData(chunk: Buffer): void;
   serverReady(status: number): void;
   serverClosed(): void;
+  /** Outcome messages (CommandComplete, ErrorResponse), delivered only while outcome tracking is on. */
+  serverOutcome?(code: number, msg: Buffer): void;
 }
 
 /** The upstream refused the login or the startup; `errorResponse` is its original ErrorResponse when it sent one. */
@@ -45,6 +47,14 @@ export class UpstreamStartupError extends Error {
 const STREAM_WANTS = wantTable([
   [BackendCode.ReadyForQuery, Want.Bytes],
   [BackendCode.ParameterStatus, Want.Bytes],
+]);
+
+/** For an audited session: also each statement's outcome. */
+const OUTCOME_WANTS = wantTable([
+  [BackendCode.ReadyForQuery, Want.Bytes],
+  [BackendCode.ParameterStatus, Want.Bytes],
+  [BackendCode.CommandComplete, Want.Bytes],
+  [BackendCode.ErrorResponse, Want.Bytes],
 ]);
 
 let nextConnectionId = 1;
@@ -246,13 +256,20 @@ export class ServerConnection {
     this.socket.resume();
   }
 
+  /** Outcome tracking costs decoding on the hot path, so only audited sessions turn it on. */
+  trackOutcomes(on: boolean): void {
+    this.stream.want = on ? OUTCOME_WANTS : STREAM_WANTS;
+  }
+
   private onMessage(code: number, msg: Buffer): void {
     if (code === BackendCode.ReadyForQuery) {
       this.txStatus = msg[5];
       this.owner?.serverReady(this.txStatus);
-    } else {
+    } else if (code === BackendCode.ParameterStatus) {
       const [name, value] = decodeParameterStatus(msg);
       this.params.set(name, value);
+    } else {
+      this.owner?.serverOutcome?.(code, msg);
     }
   }
 

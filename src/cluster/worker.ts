@@ -9,6 +9,7 @@ import { buildRuntime } from '../frontend/build-runtime.js';
 import { ClientSession } from '../frontend/client-session.js';
 import { WorkerContext } from '../frontend/worker-context.js';
 import { stats } from '../metrics/worker-stats.js';
+import { WorkerAudit } from '../audit/worker-audit.js';
 import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
 
 const init = workerData as WorkerInit;
@@ -32,9 +33,21 @@ const server = net.createServer({ noDelay: true }, (socket) => {
 server.on('error', (e) => {
   send({ type: 'listen-failed', reason: describeError(e) });
 });
-server.listen(
-  { host: init.config.listen.host, port: init.port, reusePort: true, backlog: init.config.listen.backlog },
-  () => send({ type: 'listening' }),
+// The audit trail opens before the first client is accepted: no session may run unrecorded.
+WorkerAudit.open(init.config, init.index).then(
+  (audit) => {
+    ctx.audit = audit;
+    server.listen(
+      {
+        host: init.config.listen.host,
+        port: init.port,
+        reusePort: true,
+        backlog: init.config.listen.backlog,
+      },
+      () => send({ type: 'listening' }),
+    );
+  },
+  (e) => send({ type: 'listen-failed', reason: `audit log: ${describeError(e)}` }),
 );
 
 port.on('message', (m: ToWorker) => {
@@ -56,9 +69,15 @@ port.on('message', (m: ToWorker) => {
     case 'drain':
       server.close();
       ctx.drain(() => {
-        send({ type: 'drained' });
-        port.close();
-        process.exit(0);
+        // Closing the audit stream writes its end record and final signed checkpoint.
+        const closed = ctx.audit ? ctx.audit.close() : Promise.resolve();
+        closed
+          .catch((e) => log.error('closing the audit log failed', { error: describeError(e) }))
+          .finally(() => {
+            send({ type: 'drained' });
+            port.close();
+            process.exit(0);
+          });
       });
       return;
   }

@@ -549,6 +549,19 @@ function crossCheck(c: ConfigInput): Issue[] {
       });
     }
   }
+  if (c.audit) {
+    c.audit.sinks.forEach((sink, i) => {
+      if (sink.type === 'file' && sink.path === undefined) {
+        issues.push({ segs: ['audit', 'sinks', i, 'path'], message: 'required for a file sink' });
+      }
+      if (sink.type === 'stdout' && sink.path !== undefined) {
+        issues.push({ segs: ['audit', 'sinks', i, 'path'], message: 'only a file sink takes a path' });
+      }
+    });
+    if (c.audit.params === 'hash' && c.audit.params_key_file === undefined) {
+      issues.push({ segs: ['audit', 'params_key_file'], message: 'required when params is hash' });
+    }
+  }
   for (const [name, user] of Object.entries(c.users ?? {})) {
     const keys = scramKeyLengths(user.password);
     if (keys.stored !== 32 || keys.server !== 32) {
@@ -617,6 +630,7 @@ function resolveNode(schema: TSchema, v: unknown, segs: Seg[], ctx: ResolveConte
       return abs;
     }
     case 'file':
+    case 'directory':
       return resolvePath(ctx.baseDir, v as string);
     default:
       break;

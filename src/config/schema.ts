@@ -19,7 +19,7 @@ import { DURATION_PATTERN, MAX_DURATION_MS, MAX_SIZE_BYTES, SIZE_PATTERN } from 
 // leaves them out of the published schema, and TypeBox copies them when it wraps a schema (Type.Optional spreads).
 
 /** How the loader turns a validated value into its resolved form. */
-export type ResolveKind = 'duration' | 'size' | 'workers' | 'path' | 'file';
+export type ResolveKind = 'duration' | 'size' | 'workers' | 'path' | 'file' | 'directory';
 
 export interface SchemaMeta {
   /** Resolution applied after validation (durations to ms, sizes to bytes, paths made absolute, files read). */
@@ -148,6 +148,11 @@ function size(description: string, options: { default: number; min: number; max?
 
 function path(description: string) {
   return annotate(Type.String({ minLength: 1, description }), { kind: 'path', docType: 'path' });
+}
+
+/** A directory pgwarden may create: resolved against the config file's directory, not required to exist yet. */
+function directory(description: string) {
+  return annotate(Type.String({ minLength: 1, description }), { kind: 'directory', docType: 'path' });
 }
 
 /** A `*_file` key: the loader reads the file and stores its content under the key without `_file`. */
@@ -348,6 +353,97 @@ const TimeoutsSchema = Type.Object(
     default: {},
     description: 'Timeouts. Numbers are milliseconds; strings take a unit: "500ms", "10s", "5m", "1h", "1d".',
   },
+);
+
+export const AUDIT_MODES = ['durable', 'buffered'] as const;
+
+const AuditSinkSchema = Type.Object(
+  {
+    type: literals(['file', 'stdout'] as const, {
+      description:
+        'file: rotating JSON Lines files in path; stdout: one JSON line per record on standard output.',
+    }),
+    path: Type.Optional(directory('Directory of the audit files (type file); created 0700 when missing.')),
+  },
+  { ...strict, description: 'Where audit records go.' },
+);
+
+const AuditSchema = withExtra<{
+  /** Content of signing_key_file (PEM), read at load. */
+  readonly signing_key: string;
+  /** Content of params_key_file, read at load. */
+  readonly params_key?: string;
+}>()(
+  Type.Object(
+    {
+      mode: filled(
+        literals(AUDIT_MODES, {
+          default: 'durable',
+          description:
+            'durable: a statement is forwarded only after its record is on disk (fsync, shared by concurrent sessions); buffered: records are flushed every flush_interval.',
+        }),
+      ),
+      sinks: Type.Array(AuditSinkSchema, { minItems: 1, description: 'Audit sinks, all written.' }),
+      signing_key_file: secretFile(
+        'Ed25519 private key (PEM, as `openssl genpkey -algorithm ed25519` writes it) that signs checkpoint records.',
+      ),
+      params: filled(
+        literals(['none', 'hash', 'full'] as const, {
+          default: 'none',
+          description:
+            'Bind parameters in statement records: none (default; they may be PHI), hash (keyed HMAC-SHA-256 of each), full (the values: explicit opt-in).',
+        }),
+      ),
+      params_key_file: Type.Optional(
+        secretFile('Key for params: hash (any secret bytes; keep it off the audit host).'),
+      ),
+      flush_interval: filled(
+        duration('buffered mode: records are written and fsynced at least this often (the loss window).', {
+          default: '5ms',
+          min: 1,
+        }),
+      ),
+      checkpoint_every: filled(
+        Type.Integer({
+          minimum: 1,
+          default: 1000,
+          description: 'A signed checkpoint after this many records.',
+        }),
+      ),
+      checkpoint_interval: filled(
+        duration('A signed checkpoint at least this often while records are written.', {
+          default: '10s',
+          min: 1,
+        }),
+      ),
+      rotate_size: filled(
+        size('A file is closed (with a checkpoint) and a new one begun past this size.', {
+          default: 64 * 1024 * 1024,
+          min: 4096,
+        }),
+      ),
+      rotate_interval: filled(duration('A file is rotated at least this often.', { default: '1d', min: 1 })),
+      retain_files: filled(
+        Type.Integer({
+          minimum: 1,
+          default: 30,
+          description: 'Rotated files kept per stream; older ones are deleted.',
+        }),
+      ),
+      on_failure: filled(
+        literals(['refuse', 'continue'] as const, {
+          default: 'refuse',
+          description:
+            'When a sink cannot write: refuse new statements (SQLSTATE 58030) until it can again, or continue (explicit opt-in; records are held in memory up to a bound, then counted as lost).',
+        }),
+      ),
+    },
+    {
+      ...strict,
+      description:
+        'Tamper-evident audit trail of sessions and statements (hash-chained JSON Lines, signed checkpoints).',
+    },
+  ),
 );
 
 const LogSchema = Type.Object(
@@ -601,6 +697,7 @@ export const ConfigSchema = Type.Object(
     limits: filled(LimitsSchema),
     timeouts: filled(TimeoutsSchema),
     log: filled(LogSchema),
+    audit: Type.Optional(AuditSchema),
     databases: nameMap(DatabaseSchema, {
       pattern: PG_NAME_PATTERN,
       keyLabel: 'database',

@@ -110,6 +110,18 @@ export const ERRORS = {
     severity: 'FATAL',
     message: 'canceling startup: TLS, startup and authentication did not finish within %s ms',
   },
+  PGW_ERR_AUDIT_UNAVAILABLE: {
+    sqlstate: '58030',
+    severity: 'ERROR',
+    message: 'audit log unavailable: statements are refused until it can be written again',
+    hint: 'The audit sink failed (disk full, I/O or permission error); see the pgwarden log.',
+  },
+  PGW_ERR_AUDIT_UNAVAILABLE_SESSION: {
+    sqlstate: '58030',
+    severity: 'FATAL',
+    message: 'audit log unavailable: ending the session because its statements cannot be recorded',
+    hint: 'The audit sink failed (disk full, I/O or permission error); reconnect once it is writable again.',
+  },
   PGW_ERR_INTERNAL: {
     sqlstate: 'XX000',
     severity: 'FATAL',

@@ -11,8 +11,20 @@ import { ScramError, ScramServerSession } from '../auth/scram-server.js';
 import { Pool, PoolTimeoutError } from '../backend/pool.js';
 import { ServerConnection, UpstreamStartupError, type ServerOwner } from '../backend/server-connection.js';
 import { stats, type AuthFailureReason } from '../metrics/worker-stats.js';
-import { FrontendCode, RequestCode, TxStatus } from '../protocol/codes.js';
-import { decodeCancel, decodeSASLInitialResponse, decodeStartup, ProtocolError } from '../protocol/decode.js';
+import { BackendCode, FrontendCode, RequestCode, TxStatus } from '../protocol/codes.js';
+import {
+  decodeBind,
+  decodeCancel,
+  decodeCommandComplete,
+  decodeErrorFields,
+  decodeExecute,
+  decodeParse,
+  decodeQuery,
+  decodeSASLInitialResponse,
+  decodeStartup,
+  ProtocolError,
+} from '../protocol/decode.js';
+import { SessionAudit, type RoundTripOutcome } from '../audit/session-audit.js';
 import { createFramer, FrameError } from '../protocol/framing.js';
 import {
   ASSEMBLY_TOO_LARGE,
@@ -42,6 +54,17 @@ const ACTIVE_WANTS = wantTable([
   [FrontendCode.Sync, Want.Code],
   [FrontendCode.FunctionCall, Want.Code],
   [FrontendCode.Execute, Want.Code],
+  [FrontendCode.Terminate, Want.Code],
+]);
+
+/** Forwarding for an audited session: statements are read whole to be recorded before they are forwarded. */
+const AUDITED_WANTS = wantTable([
+  [FrontendCode.Query, Want.Bytes],
+  [FrontendCode.Parse, Want.Bytes],
+  [FrontendCode.Bind, Want.Bytes],
+  [FrontendCode.Execute, Want.Bytes],
+  [FrontendCode.Sync, Want.Code],
+  [FrontendCode.FunctionCall, Want.Code],
   [FrontendCode.Terminate, Want.Code],
 ]);
 
@@ -81,6 +104,12 @@ export class ClientSession implements ServerOwner {
   private closeWhenForwarded = false;
   private clientPaused = false;
   private serverPaused = false;
+  /** The audit trail of this session; null when audit is off (the hot path then decodes nothing). */
+  private readonly audit: SessionAudit | null;
+  private outcome: RoundTripOutcome = { tags: [], rows: 0, sqlstate: null };
+  private auditedInChunk = 0;
+  private queriesInChunk = 0;
+  private auditedOnlySimple = true;
   /** Bytes queued towards a slow peer before reading from the other side pauses (limits.write_buffer_high_water). */
   private readonly highWater: number;
 
@@ -91,6 +120,8 @@ export class ClientSession implements ServerOwner {
     this.io = raw;
     const rt = ctx.runtime;
     this.highWater = rt.writeBufferHighWater;
+    this.audit = ctx.audit ? ctx.audit.forSession() : null;
+    this.audit?.connectionOpen(raw.remoteAddress, raw.remotePort);
     this.stream = this.newStartupStream();
     stats.clientConnectionsOpened++;
     stats.clientConnectionsActive++;
@@ -172,7 +203,7 @@ export class ClientSession implements ServerOwner {
         case 'connecting':
           throw new ProtocolError('message sent before authentication completed');
         case 'active':
-          this.onActiveMessage(code, start);
+          this.onActiveMessage(code, start, bytes);
           return;
       }
     } catch (e) {
@@ -319,6 +350,7 @@ export class ClientSession implements ServerOwner {
 
   private authFailed(reason: AuthFailureReason, error: PgwardenError): void {
     stats.authFailures[reason]++;
+    this.audit?.loginFailure(this.userName, reason, this.tlsInfo());
     log.info('client authentication failed', { reason, worker: this.ctx.workerIndex });
     this.fail(error);
   }
@@ -329,7 +361,11 @@ export class ClientSession implements ServerOwner {
     if (!db) return this.fail(pgwError('PGW_ERR_UNKNOWN_DATABASE', this.databaseName));
     if (this.user!.databases && !this.user!.databases.has(db.name)) {
       stats.authFailures.database_not_allowed++;
+      this.audit?.loginFailure(this.userName, 'database_not_allowed', this.tlsInfo());
       return this.fail(pgwError('PGW_ERR_DATABASE_NOT_ALLOWED', this.userName, db.name));
+    }
+    if (this.audit && !this.audit.available && this.ctx.audit!.refuseWhenUnavailable) {
+      return this.fail(pgwError('PGW_ERR_AUDIT_UNAVAILABLE_SESSION'));
     }
     const pool = this.ctx.poolFor(db);
     let server: ServerConnection;
@@ -359,7 +395,13 @@ export class ClientSession implements ServerOwner {
     );
     this.io.write(Buffer.concat(parts));
     this.phase = 'active';
-    this.stream.want = ACTIVE_WANTS;
+    this.stream.want = this.audit ? AUDITED_WANTS : ACTIVE_WANTS;
+    // Statements are read whole only when audited; their size is bounded by max_message_size like any message.
+    this.stream.maxAssembly = Number.POSITIVE_INFINITY;
+    if (this.audit) {
+      this.audit.loginSuccess(this.userName, db.name, this.tlsInfo());
+      server.trackOutcomes(true);
+    }
     this.lastActivity = Date.now();
     server.attach(this);
     this.io.resume();
@@ -390,15 +432,42 @@ export class ClientSession implements ServerOwner {
   // ---- forwarding ---------------------------------------------------------------------------------------------
 
   private forwardClientChunk(chunk: Buffer): void {
-    const server = this.server!;
     this.lastActivity = Date.now();
     stats.bytesFromClients += chunk.length;
     this.terminateAt = -1;
+    this.auditedInChunk = 0;
+    this.queriesInChunk = 0;
+    this.auditedOnlySimple = true;
     const error = this.stream.push(chunk);
     if (error !== FrameError.None) {
       this.frameError(error);
       return;
     }
+    if (this.audit) {
+      if (!this.audit.available && this.ctx.audit!.refuseWhenUnavailable && this.auditedInChunk > 0) {
+        this.refuseUnaudited(chunk);
+        return;
+      }
+      const durable = this.audit.takeDurable();
+      if (durable) {
+        // Durable mode: the statement leaves for PostgreSQL only once its record is on disk.
+        this.io.pause();
+        durable.then(
+          () => {
+            if (this.phase !== 'active') return;
+            this.sendToServer(chunk);
+            if (this.phase === 'active' && !this.clientPaused) this.io.resume();
+          },
+          () => this.refuseUnaudited(chunk),
+        );
+        return;
+      }
+    }
+    this.sendToServer(chunk);
+  }
+
+  private sendToServer(chunk: Buffer): void {
+    const server = this.server!;
     if (this.terminateAt >= 0) {
       if (this.terminateAt > 0) server.socket.write(chunk.subarray(0, this.terminateAt));
       this.close();
@@ -415,16 +484,67 @@ export class ClientSession implements ServerOwner {
     }
   }
 
-  private onActiveMessage(code: number, start: number): void {
+  /**
+   * The audit log cannot be written and audit.on_failure is refuse: nothing in this read reaches PostgreSQL.
+   * A read of simple Queries gets one ErrorResponse + ReadyForQuery per Query (the session stays usable); an
+   * extended-protocol pipeline cannot be answered message by message here, so that session ends.
+   */
+  private refuseUnaudited(chunk: Buffer): void {
+    void chunk;
+    const error = pgwError('PGW_ERR_AUDIT_UNAVAILABLE');
+    this.audit?.refusal(error.sqlstate, 'audit log unavailable');
+    if (this.auditedOnlySimple && this.queriesInChunk > 0) {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < this.queriesInChunk; i++)
+        parts.push(writer.errorResponse(error), writer.readyForQuery(this.txStatus));
+      this.outstanding = Math.max(0, this.outstanding - this.queriesInChunk);
+      this.io.write(Buffer.concat(parts));
+      if (this.phase === 'active' && !this.clientPaused) this.io.resume();
+      return;
+    }
+    this.fail(pgwError('PGW_ERR_AUDIT_UNAVAILABLE_SESSION'));
+  }
+
+  private onActiveMessage(code: number, start: number, bytes: Buffer | null): void {
     switch (code) {
       case FrontendCode.Query:
       case FrontendCode.Sync:
       case FrontendCode.FunctionCall:
         if (this.outstanding++ === 0) this.roundTripStart = performance.now();
-        if (code === FrontendCode.Query) stats.statements++;
+        if (code === FrontendCode.Query) {
+          stats.statements++;
+          if (this.audit) {
+            this.audit.query(decodeQuery(bytes!));
+            this.auditedInChunk++;
+            this.queriesInChunk++;
+          }
+        } else if (this.audit) {
+          this.auditedOnlySimple = false;
+        }
+        return;
+      case FrontendCode.Parse:
+        if (this.audit) {
+          const { name, text } = decodeParse(bytes!);
+          this.audit.parse(name, text);
+          this.auditedInChunk++;
+          this.auditedOnlySimple = false;
+        }
+        return;
+      case FrontendCode.Bind:
+        if (this.audit) {
+          const b = decodeBind(bytes!, this.ctx.audit!.params !== 'none');
+          this.audit.bind(b.portal, b.statement, b.values);
+          this.auditedInChunk++;
+          this.auditedOnlySimple = false;
+        }
         return;
       case FrontendCode.Execute:
         stats.statements++;
+        if (this.audit) {
+          this.audit.execute(decodeExecute(bytes!));
+          this.auditedInChunk++;
+          this.auditedOnlySimple = false;
+        }
         return;
       case FrontendCode.Terminate:
         if (this.terminateAt < 0) this.terminateAt = Math.max(start, 0);
@@ -446,11 +566,26 @@ export class ClientSession implements ServerOwner {
     if (this.closeWhenForwarded) this.shutdown();
   }
 
+  serverOutcome(code: number, msg: Buffer): void {
+    if (code === BackendCode.CommandComplete) {
+      const tag = decodeCommandComplete(msg);
+      this.outcome.tags.push(tag);
+      const count = /(\d+)$/.exec(tag);
+      if (count) this.outcome.rows += Number(count[1]);
+    } else if (code === BackendCode.ErrorResponse) {
+      this.outcome.sqlstate = decodeErrorFields(msg).get('C') ?? null;
+    }
+  }
+
   serverReady(status: number): void {
     this.txStatus = status;
     if (this.outstanding > 0) {
       const now = performance.now();
       stats.observeDuration((now - this.roundTripStart) / 1000);
+      if (this.audit) {
+        this.audit.roundTripEnd(this.outcome, now - this.roundTripStart);
+        this.outcome = { tags: [], rows: 0, sqlstate: null };
+      }
       if (--this.outstanding > 0) this.roundTripStart = now;
       // Idle timeouts count from the moment the session went idle, as PostgreSQL's do, not from the last
       // client message: otherwise a statement longer than idle_client is logged off as soon as it returns.
@@ -463,6 +598,12 @@ export class ClientSession implements ServerOwner {
     if (this.phase !== 'active') return;
     this.server = null;
     this.fail(pgwError('PGW_ERR_UPSTREAM_CLOSED'));
+  }
+
+  private tlsInfo(): { version: string | null; cipher: string | null } {
+    if (!this.tlsActive) return { version: null, cipher: null };
+    const socket = this.io as tls.TLSSocket;
+    return { version: socket.getProtocol?.() ?? null, cipher: socket.getCipher?.()?.name ?? null };
   }
 
   /** The upstream backend running this session's query, when one is running (for CancelRequest). */
@@ -527,6 +668,7 @@ export class ClientSession implements ServerOwner {
     if (this.phase === 'closed') return;
     const wasActive = this.phase === 'active';
     this.phase = 'closed';
+    this.audit?.connectionClose(wasActive ? 'session ended' : 'closed before login completed');
     if (this.startupTimer) clearTimeout(this.startupTimer);
     this.ctx.allSessions.delete(this);
     if (this.processId !== 0) this.ctx.sessions.delete(this.processId);

@@ -8,12 +8,15 @@ import { stats } from '../metrics/worker-stats.js';
 import { CancelKeyAllocator, secretsEqual, workerOfProcessId } from './cancel-keys.js';
 import type { ClientSession } from './client-session.js';
 import type { DatabaseEntry, RuntimeSettings } from './runtime.js';
+import type { WorkerAudit } from '../audit/worker-audit.js';
 
 export class WorkerContext {
   readonly sessions = new Map<number, ClientSession>();
   readonly allSessions = new Set<ClientSession>();
   readonly keys: CancelKeyAllocator;
   draining = false;
+  /** This worker's audit trail; null when the config has no audit section. */
+  audit: WorkerAudit | null = null;
   private readonly pools = new Map<string, { pool: Pool; fingerprint: string }>();
   private sweeper: NodeJS.Timeout;
 

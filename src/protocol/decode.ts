@@ -137,3 +137,45 @@ export function decodeBackendKeyData(msg: Buffer): { processId: number; secret: 
   const processId = r.int32();
   return { processId, secret: Buffer.from(r.rest()) };
 }
+
+/** Query ('Q'): the SQL text. */
+export function decodeQuery(msg: Buffer): string {
+  return new Reader(msg, 5).cstring();
+}
+
+/** Parse ('P'): statement name, SQL text (parameter type OIDs follow and are not needed). */
+export function decodeParse(msg: Buffer): { name: string; text: string } {
+  const r = new Reader(msg, 5);
+  return { name: r.cstring(), text: r.cstring() };
+}
+
+/** Bind ('B'): portal, statement, parameter format codes, then the parameter values (-1 length = NULL). */
+export function decodeBind(
+  msg: Buffer,
+  withValues: boolean,
+): { portal: string; statement: string; values: Array<Buffer | null> } {
+  const r = new Reader(msg, 5);
+  const portal = r.cstring();
+  const statement = r.cstring();
+  const values: Array<Buffer | null> = [];
+  if (withValues) {
+    const formats = r.int16();
+    for (let i = 0; i < formats; i++) r.int16();
+    const n = r.int16();
+    for (let i = 0; i < n; i++) {
+      const len = r.int32();
+      values.push(len === -1 ? null : r.bytes(len));
+    }
+  }
+  return { portal, statement, values };
+}
+
+/** Execute ('E' from the frontend): portal name (the row limit follows). */
+export function decodeExecute(msg: Buffer): string {
+  return new Reader(msg, 5).cstring();
+}
+
+/** CommandComplete ('C'): the command tag, e.g. "SELECT 5", "INSERT 0 1". */
+export function decodeCommandComplete(msg: Buffer): string {
+  return new Reader(msg, 5).cstring();
+}
