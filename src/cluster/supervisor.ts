@@ -6,7 +6,7 @@ import type http from 'node:http';
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { startAdminServer } from '../admin/http.js';
-import { configureLog, describeError, log, type LogLevel } from '../core/log.js';
+import { configureLog, describeError, log } from '../core/log.js';
 import { ConfigError, formatConfigError, loadConfigFile, type PgwardenConfig } from '../config/load.js';
 import { unenforcedRoleRules } from '../config/explain.js';
 import { buildRuntime } from '../frontend/build-runtime.js';
@@ -55,7 +55,7 @@ export class Supervisor {
   }
 
   async start(): Promise<StartedNode> {
-    configureLog(this.config.log.level as LogLevel, { node: this.config.node_id });
+    configureLog(this.config.log.level, { node: this.config.node_id });
     // Validate what workers will build (read certificates, parse verifiers) before any thread starts.
     buildRuntime(this.config, this.workerCount);
     const { host, port } = this.config.listen;
@@ -233,7 +233,7 @@ export class Supervisor {
       log.warn('listen address changes take effect only after a restart');
     }
     this.config = next;
-    configureLog(next.log.level as LogLevel, { node: next.node_id });
+    configureLog(next.log.level, { node: next.node_id });
     for (const slot of this.slots)
       this.post(slot, { type: 'config', config: next, workerCount: this.workerCount });
     this.metrics.reloads.labels('ok').inc();

@@ -4,7 +4,7 @@
 
 import net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
-import { configureLog, describeError, log, type LogLevel } from '../core/log.js';
+import { configureLog, describeError, log } from '../core/log.js';
 import { buildRuntime } from '../frontend/build-runtime.js';
 import { ClientSession } from '../frontend/client-session.js';
 import { WorkerContext } from '../frontend/worker-context.js';
@@ -16,7 +16,7 @@ const init = workerData as WorkerInit;
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
 
-configureLog(init.config.log.level as LogLevel, { worker: init.index });
+configureLog(init.config.log.level, { worker: init.index });
 
 const ctx = new WorkerContext(init.index, buildRuntime(init.config, init.workerCount), (processId, secret) =>
   send({ type: 'cancel', processId, secret }),
@@ -55,7 +55,7 @@ port.on('message', (m: ToWorker) => {
     case 'config':
       try {
         ctx.applyRuntime(buildRuntime(m.config, m.workerCount));
-        configureLog(m.config.log.level as LogLevel, { worker: init.index });
+        configureLog(m.config.log.level, { worker: init.index });
       } catch (e) {
         send({ type: 'config-failed', reason: describeError(e) });
       }

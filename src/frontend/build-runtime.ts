@@ -7,9 +7,6 @@ import fs from 'node:fs';
 import { parseScramVerifier } from '../auth/scram-verifier.js';
 import { loadPgwardenWasm } from '../wasm/loader.js';
 import type { PgwardenConfig } from '../config/load.js';
-import type { UpstreamTlsMode } from '../backend/upstream-settings.js';
-import type { FramerImpl } from '../protocol/framing.js';
-import type { SecureVersion } from 'node:tls';
 import type { DatabaseEntry, RuntimeSettings, UserEntry } from './runtime.js';
 import { buildClientTls } from './tls.js';
 
@@ -33,13 +30,13 @@ export function buildRuntime(config: PgwardenConfig, workerCount: number): Runti
       user: u.user,
       password: u.password,
       tls: {
-        mode: u.tls.mode as UpstreamTlsMode,
+        mode: u.tls.mode,
         ca: u.tls.ca ? Buffer.from(u.tls.ca) : undefined,
         serverName: u.tls.server_name,
       },
       connectTimeoutMs: u.connect_timeout,
       maxMessageSize: config.limits.max_message_size,
-      framing: config.framing as FramerImpl,
+      framing: config.framing,
     };
     // Each worker pools on its own, so the node-wide size is shared out (rounded up: never zero).
     const poolSize = Math.max(1, Math.ceil(d.pool.size / workerCount));
@@ -57,7 +54,7 @@ export function buildRuntime(config: PgwardenConfig, workerCount: number): Runti
         cert: fs.readFileSync(config.tls.cert),
         key: fs.readFileSync(config.tls.key),
         ca: config.tls.ca ? fs.readFileSync(config.tls.ca) : undefined,
-        minVersion: config.tls.min_version as SecureVersion,
+        minVersion: config.tls.min_version,
         ciphers: config.tls.ciphers,
       })
     : null;
@@ -73,7 +70,7 @@ export function buildRuntime(config: PgwardenConfig, workerCount: number): Runti
     mockSecret,
     allowPlaintext: config.allow_plaintext,
     tls,
-    framing: config.framing as FramerImpl,
+    framing: config.framing,
     maxClientConnections: config.limits.max_client_connections,
     maxClientsPerWorker: Math.max(1, Math.ceil(config.limits.max_client_connections / workerCount)),
     maxMessageSize: config.limits.max_message_size,
