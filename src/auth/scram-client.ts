@@ -21,6 +21,7 @@ import {
   CB_TYPE,
   SCRAM_SHA_256,
   SCRAM_SHA_256_PLUS,
+  asScramError,
   ScramError,
   type ScramErrorReason,
   asBuffer,
@@ -228,10 +229,7 @@ export class ScramClientSession {
       return step();
     } catch (err) {
       this.state = 'failed';
-      if (err instanceof ScramError) throw err;
-      const wrapped = new ScramError('malformed', 'malformed SCRAM message');
-      wrapped.cause = err;
-      throw wrapped;
+      throw asScramError(err);
     }
   }
 }

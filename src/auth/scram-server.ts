@@ -49,6 +49,14 @@ export class ScramError extends Error {
   }
 }
 
+/** Whatever escaped a SCRAM step, as a ScramError: anything unexpected counts as a malformed message. */
+export function asScramError(err: unknown): ScramError {
+  if (err instanceof ScramError) return err;
+  const wrapped = new ScramError('malformed', 'malformed SCRAM message');
+  wrapped.cause = err;
+  return wrapped;
+}
+
 export const SCRAM_SHA_256 = 'SCRAM-SHA-256';
 export const SCRAM_SHA_256_PLUS = 'SCRAM-SHA-256-PLUS';
 /** The only channel binding type PostgreSQL implements. */
@@ -388,10 +396,7 @@ export class ScramServerSession {
       return step();
     } catch (err) {
       this.state = 'failed';
-      if (err instanceof ScramError) throw err;
-      const wrapped = new ScramError('malformed', 'malformed SCRAM message');
-      wrapped.cause = err;
-      throw wrapped;
+      throw asScramError(err);
     }
   }
 }
