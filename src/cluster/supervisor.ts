@@ -10,6 +10,7 @@ import { configureLog, describeError, log } from '../core/log.js';
 import { ConfigError, formatConfigError, loadConfigFile, type PgwardenConfig } from '../config/load.js';
 import { unenforcedRoleRules } from '../config/explain.js';
 import { buildRuntime } from '../frontend/build-runtime.js';
+import { WorkerAudit } from '../audit/worker-audit.js';
 import { emptySnapshot, GAUGE_KEYS, MetricsExposition, sumSnapshots } from '../metrics/exposition.js';
 import type { StatsSnapshot } from '../metrics/worker-stats.js';
 import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
@@ -44,6 +45,8 @@ export class Supervisor {
   private statsRequest = 0;
   private readonly pendingStats = new Map<number, { got: StatsSnapshot[]; want: number; done: () => void }>();
   private exitResolve: (() => void) | null = null;
+  /** The main thread's own audit stream (worker -1): configuration reloads. */
+  private audit: WorkerAudit | null = null;
 
   constructor(
     private readonly configFile: string,
@@ -60,6 +63,7 @@ export class Supervisor {
     buildRuntime(this.config, this.workerCount);
     const { host, port } = this.config.listen;
     // With port 0 the OS picks a port once, here, and every worker joins it through SO_REUSEPORT.
+    this.audit = await WorkerAudit.open(this.config, -1);
     const placeholder = await listenPlaceholder(host, port);
     this.port = (placeholder.address() as net.AddressInfo).port;
     try {
@@ -227,7 +231,11 @@ export class Supervisor {
       const why = e instanceof ConfigError ? formatConfigError(e) : describeError(e);
       log.error('reload failed; keeping the running configuration', { reason: why });
       this.metrics.reloads.labels('failed').inc();
+      this.auditReload(false, why);
       return;
+    }
+    if (JSON.stringify(next.audit) !== JSON.stringify(this.config.audit)) {
+      log.warn('audit settings changes take effect only after a restart');
     }
     if (next.listen.host !== this.config.listen.host || next.listen.port !== this.config.listen.port) {
       log.warn('listen address changes take effect only after a restart');
@@ -237,7 +245,17 @@ export class Supervisor {
     for (const slot of this.slots)
       this.post(slot, { type: 'config', config: next, workerCount: this.workerCount });
     this.metrics.reloads.labels('ok').inc();
+    this.auditReload(true, null);
     log.info('configuration reloaded', { file: this.configFile });
+  }
+
+  private auditReload(ok: boolean, error: string | null): void {
+    const done = this.audit?.writer.write({
+      event: 'config_reload',
+      data: ok ? { ok, file: this.configFile } : { ok, file: this.configFile, error },
+    });
+    // A refusal here is already logged by the writer's availability callback; a reload is not undone by it.
+    done?.catch(() => {});
   }
 
   /** SIGTERM: stop accepting, let sessions finish up to timeouts.drain, then end the rest with 57P01. */
@@ -265,8 +283,13 @@ export class Supervisor {
 
   private finish(): void {
     this.admin?.close();
-    log.info('stopped');
-    this.exitResolve?.();
+    const closed = this.audit ? this.audit.close() : Promise.resolve();
+    closed
+      .catch((e) => log.error('closing the audit log failed', { error: describeError(e) }))
+      .finally(() => {
+        log.info('stopped');
+        this.exitResolve?.();
+      });
   }
 }
 

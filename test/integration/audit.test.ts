@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { repoRoot } from '../../src/embedded/exec.js';
 import type { PgwardenProcess } from '../harness/pgwarden.js';
-import { libpqEnv, pgClient, pgOptions, startProxy } from './support.js';
+import { baseConfig, libpqEnv, pgClient, pgOptions, startProxy } from './support.js';
 import pg from 'pg';
 
 interface Keys {
@@ -123,17 +123,25 @@ describe('audit trail', () => {
     expect(ok.status).toBe(0);
   });
 
-  it('verifies the streams of several workers', async () => {
+  it('verifies the streams of several workers and of the main thread (configuration reloads)', async () => {
     const keys = makeKeys();
     const dir = join(keys.dir, 'audit');
-    proxy = await startProxy({ workers: 2, ...auditConfig(keys, dir, { mode: 'buffered' }) });
+    const overrides = { workers: 2, ...auditConfig(keys, dir, { mode: 'buffered' }) };
+    proxy = await startProxy(overrides);
     const clients = await Promise.all(Array.from({ length: 8 }, () => pgClient(proxy!)));
     await Promise.all(clients.map((c, i) => c.query(`select ${i} as worker_probe`)));
     await Promise.all(clients.map((c) => c.end()));
+    await proxy.reload(baseConfig(overrides));
+    await proxy.reload('listen: { port: not-a-port }\n');
     expect(await proxy.stop()).toBe(0);
     proxy = null;
-    const streams = new Set(records(dir).map((r) => r.stream));
-    expect(streams.size).toBe(2);
+    const all = records(dir);
+    const streams = new Set(all.map((r) => r.stream));
+    expect(streams.size).toBe(3);
+    const reloads = all.filter((r) => r.event === 'config_reload');
+    expect(reloads.map((r) => r.data.ok)).toEqual([true, false]);
+    expect(reloads.every((r) => r.worker === -1)).toBe(true);
+    expect(String(reloads[1].data.error)).toMatch(/listen\.port/);
     const r = verify(keys, dir);
     expect(r.status, r.stdout + r.stderr).toBe(0);
   });
