@@ -28,7 +28,7 @@ export interface SinkListener {
  * starts (group commit), so N concurrent sessions cost one write and one fdatasync, and one promise.
  */
 export interface AuditSink {
-  readonly kind: 'file' | 'stdout';
+  readonly kind: 'file' | 'stdout' | 'postgres';
   /** Why the sink cannot write right now (errno code), or null when it can. */
   readonly failure: string | null;
   /** Bytes queued and not yet confirmed written: the memory the sink holds. */

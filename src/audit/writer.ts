@@ -12,6 +12,7 @@ import { makeStreamId, type AuditEvent } from './record.js';
 import { AuditUnavailableError, type AuditIo, type AuditSink, type SinkListener } from './durability.js';
 import { FileSink } from './sinks/file-sink.js';
 import { StdoutSink } from './sinks/stdout-sink.js';
+import { PostgresSink, type PostgresSinkOptions } from './sinks/postgres-sink.js';
 
 export { AuditUnavailableError } from './durability.js';
 
@@ -22,6 +23,8 @@ export interface AuditWriterOptions {
   dir?: string;
   /** Also write every record to standard output (JSON Lines for a log shipper). */
   stdout?: boolean;
+  /** Also write every record to a table of a separate audit database (one COPY per batch). */
+  postgres?: Pick<PostgresSinkOptions, 'settings' | 'table'>;
   mode: AuditMode;
   /**
    * buffered: how often queued records are written and fdatasynced. On power loss (or kill -9 of the process) at
@@ -88,7 +91,7 @@ export class AuditWriter implements SinkListener {
   readonly stream: string;
   private readonly chain: AuditChain;
   private readonly sinks: AuditSink[];
-  /** The sink whose batches durable writes wait for: the file when there is one. */
+  /** The sink whose batches durable writes wait for: the file when there is one, else the postgres table. */
   private readonly primary: AuditSink;
   private readonly fileSink: FileSink | null;
   private readonly durable: boolean;
@@ -114,7 +117,8 @@ export class AuditWriter implements SinkListener {
   private readonly counts = { records: 0, checkpoints: 0, rotations: 0, rejected: 0, dropped: 0 };
 
   private constructor(private readonly o: AuditWriterOptions) {
-    if (!o.dir && !o.stdout) throw new Error('audit: no sink configured (a file directory or stdout)');
+    if (!o.dir && !o.stdout && !o.postgres)
+      throw new Error('audit: no sink configured (a file directory, stdout or a postgres table)');
     const startedAt = Date.now();
     this.stream = makeStreamId(o.node, o.worker, startedAt);
     this.chain = new AuditChain({ node: o.node, worker: o.worker, stream: this.stream });
@@ -140,6 +144,17 @@ export class AuditWriter implements SinkListener {
         io: o.io,
       });
       this.sinks.push(this.fileSink);
+    }
+    // Before stdout: with no file, durable writes wait for the table's commit rather than a pipe write.
+    if (o.postgres) {
+      this.sinks.push(
+        new PostgresSink({
+          ...o.postgres,
+          stream: this.stream,
+          retryIntervalMs: o.retryIntervalMs ?? DEFAULT_RETRY_MS,
+          listener: this,
+        }),
+      );
     }
     if (o.stdout) this.sinks.push(new StdoutSink(o.stdoutStream ?? process.stdout, this));
     this.primary = this.sinks[0];
@@ -238,7 +253,7 @@ export class AuditWriter implements SinkListener {
       stdoutDropped: 0,
     };
     for (const sink of this.sinks) {
-      const c = (sink as FileSink | StdoutSink).counters;
+      const c = (sink as FileSink | StdoutSink | PostgresSink).counters;
       s.ioErrors += c.errors;
       if (sink instanceof StdoutSink) s.stdoutDropped += sink.dropped;
       if (sink === this.fileSink || this.fileSink === null) {

@@ -106,6 +106,16 @@ export function query(text: string): Buffer {
   return tagged(0x51, Buffer.from(text + '\0', 'utf8'));
 }
 
+/** CopyData (frontend 'd'): a piece of COPY FROM STDIN input (the audit table sink). */
+export function copyData(data: Buffer): Buffer {
+  return tagged(0x64, data);
+}
+
+/** CopyDone (frontend 'c'): the end of COPY FROM STDIN input. */
+export function copyDone(): Buffer {
+  return Buffer.from([0x63, 0, 0, 0, 4]);
+}
+
 /** 'p' messages to the upstream: PasswordMessage, SASLInitialResponse, SASLResponse. */
 export function passwordMessage(password: string): Buffer {
   return tagged(0x70, Buffer.from(password + '\0', 'utf8'));
