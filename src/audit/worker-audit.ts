@@ -3,6 +3,7 @@
 
 import crypto from 'node:crypto';
 import type { PgwardenConfig } from '../config/load.js';
+import { AUDIT_PG_DEFAULTS } from '../config/schema.js';
 import { log } from '../core/log.js';
 import { loadSigningKeyFromPem } from './checkpoint.js';
 import { SessionAudit, type ParamsPolicy } from './session-audit.js';
@@ -24,9 +25,30 @@ export class WorkerAudit {
     const a = config.audit;
     if (!a) return null;
     const fileSink = a.sinks.find((s) => s.type === 'file');
+    const pgSink = a.sinks.find((s) => s.type === 'postgres');
     const writer = await AuditWriter.open({
       dir: fileSink?.path,
       stdout: a.sinks.some((s) => s.type === 'stdout'),
+      postgres: pgSink && {
+        // The audit database's own account and TLS: nothing is shared with the proxied databases.
+        settings: {
+          name: 'audit',
+          host: pgSink.host!,
+          port: pgSink.port ?? AUDIT_PG_DEFAULTS.port,
+          database: pgSink.database!,
+          user: pgSink.user!,
+          password: pgSink.password,
+          tls: {
+            mode: pgSink.tls?.mode ?? 'require',
+            ca: pgSink.tls?.ca ? Buffer.from(pgSink.tls.ca) : undefined,
+            serverName: pgSink.tls?.server_name,
+          },
+          connectTimeoutMs: config.timeouts.upstream_connect,
+          maxMessageSize: config.limits.max_message_size,
+          framing: config.framing,
+        },
+        table: pgSink.table ?? AUDIT_PG_DEFAULTS.table,
+      },
       mode: a.mode,
       flushIntervalMs: a.flush_interval,
       node: config.node_id,

@@ -16,6 +16,7 @@ import {
 } from 'yaml';
 import { formatDuration, formatSize, MAX_DURATION_MS, parseDuration, parseSize } from './duration.js';
 import {
+  AUDIT_PG_DEFAULTS,
   ConfigSchema,
   schemaMeta,
   type ConfigInput,
@@ -551,13 +552,32 @@ function crossCheck(c: ConfigInput): Issue[] {
   }
   if (c.audit) {
     c.audit.sinks.forEach((sink, i) => {
-      if (sink.type === 'file' && sink.path === undefined) {
-        issues.push({ segs: ['audit', 'sinks', i, 'path'], message: 'required for a file sink' });
+      const at = ['audit', 'sinks', i];
+      // Each key belongs to one sink type; on another it is a mistake, not something to ignore.
+      const required = { file: ['path'], stdout: [], postgres: ['host', 'database', 'user'] }[sink.type];
+      for (const key of required) {
+        if (sink[key as keyof typeof sink] === undefined)
+          issues.push({ segs: [...at, key], message: `required for a ${sink.type} sink` });
       }
-      if (sink.type === 'stdout' && sink.path !== undefined) {
-        issues.push({ segs: ['audit', 'sinks', i, 'path'], message: 'only a file sink takes a path' });
+      for (const [key, owner] of Object.entries(AUDIT_SINK_KEY_TYPE)) {
+        if (owner !== sink.type && sink[key as keyof typeof sink] !== undefined)
+          issues.push({ segs: [...at, key], message: `only a ${owner} sink takes ${key}` });
+      }
+      if (sink.type !== 'postgres') return;
+      if (sink.password !== undefined && sink.password_file !== undefined) {
+        issues.push({
+          segs: [...at, 'password_file'],
+          message: 'cannot be used together with password: set only one',
+        });
+      }
+      const mode = sink.tls?.mode;
+      if ((mode === 'verify-ca' || mode === 'verify-full') && sink.tls?.ca_file === undefined) {
+        issues.push({ segs: [...at, 'tls', 'ca_file'], message: `required when mode is ${mode}` });
       }
     });
+    if (c.audit.sinks.filter((s) => s.type === 'postgres').length > 1) {
+      issues.push({ segs: ['audit', 'sinks'], message: 'at most one postgres sink' });
+    }
     if (c.audit.params === 'hash' && c.audit.params_key_file === undefined) {
       issues.push({ segs: ['audit', 'params_key_file'], message: 'required when params is hash' });
     }
@@ -583,6 +603,19 @@ function crossCheck(c: ConfigInput): Issue[] {
   return issues;
 }
 
+/** The sink type each type-specific key of audit.sinks[] belongs to. */
+const AUDIT_SINK_KEY_TYPE: Record<string, 'file' | 'postgres'> = {
+  path: 'file',
+  host: 'postgres',
+  port: 'postgres',
+  database: 'postgres',
+  user: 'postgres',
+  password: 'postgres',
+  password_file: 'postgres',
+  tls: 'postgres',
+  table: 'postgres',
+};
+
 function hostsOverlap(a: string, b: string): boolean {
   const any = (h: string) => h === '0.0.0.0' || h === '::' || h === '';
   return a === b || any(a) || any(b);
@@ -601,6 +634,12 @@ function fillComputedDefaults(c: ConfigInput): void {
   for (const [name, db] of Object.entries(c.databases)) {
     const up = db.upstream as { database?: string };
     up.database ??= name;
+  }
+  for (const sink of c.audit?.sinks ?? []) {
+    if (sink.type !== 'postgres') continue;
+    const s = sink as { port?: number; table?: string };
+    s.port ??= AUDIT_PG_DEFAULTS.port;
+    s.table ??= AUDIT_PG_DEFAULTS.table;
   }
 }
 

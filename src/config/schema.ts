@@ -355,17 +355,115 @@ const TimeoutsSchema = Type.Object(
   },
 );
 
+export const UPSTREAM_TLS_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
+export type UpstreamTlsMode = (typeof UPSTREAM_TLS_MODES)[number];
+
+/** TLS to a PostgreSQL server; the audit table sink takes it without the `{}` default (only its sinks have one). */
+function upstreamTlsSchema(withDefault: boolean) {
+  return withExtra<{
+    /** Content of ca_file (PEM), read at load. */
+    readonly ca?: string;
+  }>()(
+    Type.Object(
+      {
+        mode: filled(
+          literals(UPSTREAM_TLS_MODES, {
+            default: 'require',
+            description:
+              "TLS to PostgreSQL, as libpq's sslmode: disable, require (encrypt, no certificate check), verify-ca (certificate signed by ca_file), verify-full (verify-ca and the host name).",
+          }),
+        ),
+        ca_file: Type.Optional(
+          secretFile(
+            'CA certificates (PEM) that sign the server certificate; required for verify-ca and verify-full.',
+          ),
+        ),
+        server_name: Type.Optional(
+          Type.String({
+            minLength: 1,
+            description: 'Host name to verify (and send as SNI) instead of upstream.host.',
+          }),
+        ),
+      },
+      {
+        ...strict,
+        ...(withDefault ? { default: {} } : {}),
+        description: 'TLS between pgwarden and PostgreSQL.',
+      },
+    ),
+  );
+}
+
+const UpstreamTlsSchema = upstreamTlsSchema(true);
+
 export const AUDIT_MODES = ['durable', 'buffered'] as const;
 
-const AuditSinkSchema = Type.Object(
-  {
-    type: literals(['file', 'stdout'] as const, {
-      description:
-        'file: rotating JSON Lines files in path; stdout: one JSON line per record on standard output.',
-    }),
-    path: Type.Optional(directory('Directory of the audit files (type file); created 0700 when missing.')),
-  },
-  { ...strict, description: 'Where audit records go.' },
+/** Defaults of the postgres sink's keys, applied to postgres sinks only (a file sink must not grow a port). */
+export const AUDIT_PG_DEFAULTS = { port: 5432, table: 'pgwarden_audit' } as const;
+
+const AuditSinkSchema = withExtra<{
+  /** type postgres: content of password_file, read at load. */
+  readonly password?: string;
+}>()(
+  Type.Object(
+    {
+      type: literals(['file', 'stdout', 'postgres'] as const, {
+        description:
+          'file: rotating JSON Lines files in path; stdout: one JSON line per record on standard output; postgres: rows of a table in a separate audit database (one COPY per batch).',
+      }),
+      path: Type.Optional(directory('Directory of the audit files (type file); created 0700 when missing.')),
+      host: Type.Optional(host('type postgres: host name or address of the audit database server.')),
+      port: Type.Optional(
+        annotate(
+          Type.Integer({
+            minimum: 1,
+            maximum: 65535,
+            description: 'type postgres: port of the audit database.',
+          }),
+          { computedDefault: `\`${AUDIT_PG_DEFAULTS.port}\`` },
+        ),
+      ),
+      database: Type.Optional(
+        Type.String({
+          minLength: 1,
+          maxLength: 63,
+          description: 'type postgres: name of the audit database.',
+        }),
+      ),
+      user: Type.Optional(
+        Type.String({
+          minLength: 1,
+          maxLength: 63,
+          description:
+            'type postgres: account that writes the audit table; its own, never a proxied database account.',
+        }),
+      ),
+      password: Type.Optional(
+        Type.String({
+          minLength: 1,
+          description: 'type postgres: password of user; write ${ENV_VAR} rather than the secret itself.',
+        }),
+      ),
+      password_file: Type.Optional(
+        secretFile('type postgres: file holding the password (one trailing newline is ignored).'),
+      ),
+      tls: Type.Optional(upstreamTlsSchema(false)),
+      table: Type.Optional(
+        annotate(
+          Type.String({
+            pattern: '^[A-Za-z_][A-Za-z0-9_$]{0,62}(\\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$',
+            description:
+              'type postgres: the audit table, name or schema.name (plain identifiers, case kept); created when missing.',
+          }),
+          {
+            computedDefault: `\`${JSON.stringify(AUDIT_PG_DEFAULTS.table)}\``,
+            hint: () => 'must be an identifier or schema.identifier (letters, digits, _ and $)',
+          },
+        ),
+      ),
+    },
+    { ...strict, description: 'Where audit records go.' },
+  ),
 );
 
 const AuditSchema = withExtra<{
@@ -462,38 +560,6 @@ const LogSchema = Type.Object(
     ),
   },
   { ...strict, default: {}, description: 'Logging.' },
-);
-
-export const UPSTREAM_TLS_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
-export type UpstreamTlsMode = (typeof UPSTREAM_TLS_MODES)[number];
-
-const UpstreamTlsSchema = withExtra<{
-  /** Content of ca_file (PEM), read at load. */
-  readonly ca?: string;
-}>()(
-  Type.Object(
-    {
-      mode: filled(
-        literals(UPSTREAM_TLS_MODES, {
-          default: 'require',
-          description:
-            "TLS to PostgreSQL, as libpq's sslmode: disable, require (encrypt, no certificate check), verify-ca (certificate signed by ca_file), verify-full (verify-ca and the host name).",
-        }),
-      ),
-      ca_file: Type.Optional(
-        secretFile(
-          'CA certificates (PEM) that sign the server certificate; required for verify-ca and verify-full.',
-        ),
-      ),
-      server_name: Type.Optional(
-        Type.String({
-          minLength: 1,
-          description: 'Host name to verify (and send as SNI) instead of upstream.host.',
-        }),
-      ),
-    },
-    { ...strict, default: {}, description: 'TLS between pgwarden and PostgreSQL.' },
-  ),
 );
 
 /** Where the resolved upstream password came from; what `pgwarden check` shows instead of the password. */
