@@ -4,6 +4,7 @@
 
 import crypto from 'node:crypto';
 import { hashParam, type AuditEvent } from './record.js';
+import { stats } from '../metrics/worker-stats.js';
 import type { AuditWriter } from './writer.js';
 
 export type ParamsPolicy = 'none' | 'hash' | 'full';
@@ -54,6 +55,7 @@ export class SessionAudit {
       database: this.database,
       data,
     };
+    stats.auditRecords++;
     const done = this.writer.write(e);
     // Durable mode: one promise per batch, shared by its records; the writer already handles its rejection (a
     // refusal surfaces through `available` and the session's own wait), so nothing is attached per record here.

@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import type { PgwardenConfig } from '../config/load.js';
 import { AUDIT_PG_DEFAULTS } from '../config/schema.js';
 import { log } from '../core/log.js';
+import { stats } from '../metrics/worker-stats.js';
 import { loadSigningKeyFromPem } from './checkpoint.js';
 import { SessionAudit, type ParamsPolicy } from './session-audit.js';
 import { AuditWriter } from './writer.js';
@@ -63,6 +64,8 @@ export class WorkerAudit {
       onAvailabilityChange: (available, reason) => {
         if (available) log.warn('audit log writable again; statements are accepted', { worker });
         else log.error('audit log unavailable; statements are refused', { worker, reason });
+        stats.auditUnavailable = available ? 0 : 1;
+        if (!available) stats.auditFailures++;
       },
     });
     return new WorkerAudit(

@@ -44,6 +44,9 @@ export function emptySnapshot(): StatsSnapshot {
     cancelForwarded: 0,
     clientsRefused: 0,
     upstreamErrors: 0,
+    auditRecords: 0,
+    auditFailures: 0,
+    auditUnavailable: 0,
   };
 }
 
@@ -52,6 +55,7 @@ export const GAUGE_KEYS: ReadonlyArray<NumericKey> = [
   'clientConnectionsActive',
   'serverConnectionsActive',
   'serverConnectionsIdle',
+  'auditUnavailable',
 ];
 
 export class MetricsExposition {
@@ -130,6 +134,21 @@ export class MetricsExposition {
       (s) => s.clientsRefused,
     );
     counter('pgwarden_upstream_errors_total', 'Failed upstream connection attempts', (s) => s.upstreamErrors);
+    counter(
+      'pgwarden_audit_records_total',
+      'Session audit records handed to the writer',
+      (s) => s.auditRecords,
+    );
+    counter(
+      'pgwarden_audit_failures_total',
+      'Times a worker audit writer became unavailable',
+      (s) => s.auditFailures,
+    );
+    gauge(
+      'pgwarden_audit_unavailable_workers',
+      'Workers whose audit log cannot be written now (their statements are refused)',
+      (s) => s.auditUnavailable,
+    );
     const latest = () => this.latest;
     new client.Counter({
       name: 'pgwarden_auth_failures_total',

@@ -34,6 +34,9 @@ export interface StatsSnapshot {
   cancelForwarded: number;
   clientsRefused: number;
   upstreamErrors: number;
+  auditRecords: number;
+  auditFailures: number;
+  auditUnavailable: number;
 }
 
 export class WorkerStats {
@@ -57,6 +60,12 @@ export class WorkerStats {
   cancelForwarded = 0;
   clientsRefused = 0;
   upstreamErrors = 0;
+  /** Session records handed to the audit writer. */
+  auditRecords = 0;
+  /** Times the audit writer became unavailable. */
+  auditFailures = 0;
+  /** 1 while this worker's audit writer cannot write (a gauge, summed over workers). */
+  auditUnavailable = 0;
 
   /** Records one statement round trip (seconds). Buckets are non-cumulative here; snapshot() accumulates. */
   observeDuration(seconds: number): void {
@@ -89,6 +98,9 @@ export class WorkerStats {
       cancelForwarded: this.cancelForwarded,
       clientsRefused: this.clientsRefused,
       upstreamErrors: this.upstreamErrors,
+      auditRecords: this.auditRecords,
+      auditFailures: this.auditFailures,
+      auditUnavailable: this.auditUnavailable,
     };
   }
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { repoRoot } from '../../src/embedded/exec.js';
 import type { PgwardenProcess } from '../harness/pgwarden.js';
-import { baseConfig, libpqEnv, pgClient, pgOptions, startProxy } from './support.js';
+import { baseConfig, libpqEnv, metric, pgClient, pgOptions, startProxy } from './support.js';
 import pg from 'pg';
 
 interface Keys {
@@ -202,6 +202,8 @@ describe('audit trail', () => {
       // Still refused while the disk stays full; the session itself stays usable.
       await expect(client.query('select 2')).rejects.toMatchObject({ code: '58030' });
       expect(proxy.logs.some((l) => /audit log unavailable/.test(l))).toBe(true);
+      expect(await metric(proxy, 'pgwarden_audit_unavailable_workers')).toBe(1);
+      expect(await metric(proxy, 'pgwarden_audit_failures_total')).toBeGreaterThanOrEqual(1);
       rmSync(join(mnt, 'filler'));
       let recovered = false;
       for (let i = 0; i < 50 && !recovered; i++) {
@@ -212,6 +214,8 @@ describe('audit trail', () => {
         );
       }
       expect(recovered).toBe(true);
+      expect(await metric(proxy, 'pgwarden_audit_unavailable_workers')).toBe(0);
+      expect(await metric(proxy, 'pgwarden_audit_records_total')).toBeGreaterThan(5);
       await client.end();
       expect(await proxy.stop()).toBe(0);
       proxy = null;
