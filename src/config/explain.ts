@@ -67,6 +67,20 @@ export function explainConfig(c: PgwardenConfig): string {
         (masks.length === 0 ? '' : `; masks ${masks.join(', ')}`),
     );
   }
+  if (c.audit) {
+    const sinks = c.audit.sinks.map((sink) =>
+      sink.type === 'file'
+        ? `file ${sink.path}`
+        : sink.type === 'postgres'
+          ? `postgres ${sink.user}@${sink.host}:${sink.port}/${sink.database} table ${sink.table} (password <${sink.password_file ? 'from file' : sink.password ? 'set' : 'none'}>)`
+          : 'stdout',
+    );
+    out.push(
+      `audit      ${c.audit.mode}; sinks: ${sinks.join(', ')}; params ${c.audit.params}; on failure ${c.audit.on_failure}`,
+    );
+  } else {
+    out.push('audit      off (no audit: section): statements are not recorded');
+  }
   for (const warning of unenforcedRoleRules(c)) out.push(`WARNING: ${warning}`);
   return out.join('\n');
 }

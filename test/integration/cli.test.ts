@@ -62,6 +62,7 @@ describe('pgwarden command line', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('configuration is valid');
     expect(r.stdout).toMatch(/WARNING: roles\.analyst\.masks is validated but NOT applied/);
+    expect(r.stdout).toMatch(/audit +off \(no audit: section\)/);
     expect(r.stdout).not.toContain('app-secret-pw');
   });
 
