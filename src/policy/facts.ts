@@ -1,0 +1,84 @@
+// What the SQL guardrails need to know about one statement, read off PostgreSQL's own parse tree (libpg-query).
+// The analyser (sql-analyze.ts) produces these; the rules (rules.ts) judge them. Nothing here depends on roles.
+
+import type { StatementKind } from '../config/schema.js';
+
+export type { StatementKind };
+
+/** A table, view, sequence or other relation named by the statement (a RangeVar that is not a CTE in scope). */
+export interface RelationRef {
+  /** As written, after the parser's case folding and de-quoting; null when unqualified. */
+  readonly schema: string | null;
+  readonly name: string;
+  /** The alias it is known by in its query level, if any. */
+  readonly alias: string | null;
+  /** True when the statement writes it: INSERT/UPDATE/DELETE/MERGE target, COPY FROM target, TRUNCATE, LOCK. */
+  readonly target: boolean;
+}
+
+/** A column reference: `ssn`, `p.ssn`, `public.patients.ssn`, `*`, `p.*`. A lone name may also be a whole-row reference. */
+export interface ColumnRef {
+  /** Qualifier parts before the column name: [] | [rel] | [schema, rel] | [db, schema, rel]. */
+  readonly qualifier: readonly string[];
+  /** Column name, or '*' for a star. */
+  readonly name: string;
+}
+
+export interface FunctionRef {
+  readonly schema: string | null;
+  readonly name: string;
+}
+
+/** Constructs denied by default for non-admin roles (each true when present anywhere in the statement). */
+export interface GuardFlags {
+  readonly ddl: boolean;
+  readonly truncate: boolean;
+  readonly alterSystem: boolean;
+  readonly copyFile: boolean;
+  readonly copyProgram: boolean;
+  readonly doBlock: boolean;
+  /** SET ROLE, SET SESSION AUTHORIZATION, RESET ROLE / SESSION AUTHORIZATION, and SET/RESET of role via set_config are functions. */
+  readonly setRole: boolean;
+  readonly updateWithoutWhere: boolean;
+  readonly deleteWithoutWhere: boolean;
+}
+
+/** A SET / RESET of a run-time parameter (VariableSetStmt). */
+export interface SettingChange {
+  /** Parameter name, lower-cased as PostgreSQL does (e.g. 'search_path', 'pgwarden.actor'). */
+  readonly name: string;
+  /** The literal value as text; null for RESET, SET ... TO DEFAULT, or a value that is not a single literal. */
+  readonly value: string | null;
+  readonly local: boolean;
+  /** RESET name, or SET name TO DEFAULT. */
+  readonly reset: boolean;
+}
+
+export interface StatementFacts {
+  /** The statement's own class (top level). */
+  readonly kind: StatementKind;
+  /** Every class the statement involves, its own included: data-modifying CTEs, EXPLAIN ANALYZE, COPY (query). */
+  readonly kinds: readonly StatementKind[];
+  /** The parse node's name, e.g. 'SelectStmt', 'CopyStmt' (for messages and audit). */
+  readonly command: string;
+  readonly relations: readonly RelationRef[];
+  readonly columns: readonly ColumnRef[];
+  readonly functions: readonly FunctionRef[];
+  readonly guard: GuardFlags;
+  /** Set when the statement is a SET/RESET of a parameter; null otherwise. */
+  readonly setting: SettingChange | null;
+  /** Byte offset and length of this statement in the UTF-8 query text (libpg-query's stmt_location / stmt_len; length 0 = to the end). */
+  readonly location: number;
+  readonly length: number;
+}
+
+/** The text did not parse: PostgreSQL's message and the 1-based character position, as an ErrorResponse carries it. */
+export interface ParseFailure {
+  readonly message: string;
+  /** 1-based position in characters, or 0 when the parser gave none. */
+  readonly position: number;
+}
+
+export type ParseResult =
+  | { readonly ok: true; readonly statements: readonly StatementFacts[] }
+  | { readonly ok: false; readonly error: ParseFailure };

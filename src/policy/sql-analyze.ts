@@ -1,0 +1,798 @@
+// Reads each statement of a query string with PostgreSQL's own parser (libpg-query: the PostgreSQL 17 raw parser
+// compiled to WASM) and distils what the guardrails judge: kinds, relations, columns, functions, guard flags and
+// SET/RESET. The parse tree is walked generically, so node types a later PostgreSQL adds are still searched, and a
+// statement type this module does not know counts as DDL: whatever is unknown fails closed.
+
+import { createRequire } from 'node:module';
+import { describeError, log } from '../core/log.js';
+import type {
+  ColumnRef,
+  FunctionRef,
+  GuardFlags,
+  ParseFailure,
+  ParseResult,
+  RelationRef,
+  SettingChange,
+  StatementFacts,
+  StatementKind,
+} from './facts.js';
+
+// ---- the parser instances -------------------------------------------------------------------------------------
+//
+// libpg-query's own wrapper (parseSync) keeps one WASM instance for the life of the process. A statement nested
+// deeply enough (a few thousand chained operators) overflows the native stack inside the WASM code; the RangeError
+// unwinds straight past PostgreSQL's error handling, leaving its memory context and error stack behind. Such an
+// instance leaks ~15 MB per statement and, after a few dozen, stops answering. So this module drives the
+// Emscripten module itself, never calls back into an instance that threw, and swaps in a spare.
+
+/** The raw Emscripten module: the entry points libpg-query's wrapper uses (wasm/index.js, same version). */
+interface PgQueryWasm {
+  _wasm_parse_query_raw(query: number): number;
+  _wasm_free_parse_result(result: number): void;
+  _malloc(size: number): number;
+  _free(ptr: number): void;
+  getValue(ptr: number, type: 'i32'): number;
+  UTF8ToString(ptr: number): string;
+  stringToUTF8(text: string, ptr: number, maxBytes: number): void;
+  lengthBytesUTF8(text: string): number;
+}
+
+type PgQueryFactory = () => Promise<PgQueryWasm>;
+
+const requireHere = createRequire(import.meta.url);
+
+/** Async so that a failure to find the module is a rejection, never a throw inside analyzeSql(). */
+async function instantiate(): Promise<PgQueryWasm> {
+  // The package has no "exports" map; its wrapper imports this same file.
+  const factory = requireHere('libpg-query/wasm/libpg-query.js') as PgQueryFactory;
+  return factory();
+}
+
+let active: PgQueryWasm | null = null;
+let spare: PgQueryWasm | null = null;
+let loaded = false;
+let loading: Promise<void> | null = null;
+let refilling: Promise<void> | null = null;
+
+/**
+ * Loads the parser (two WASM instances: one in use, one spare). Idempotent and safe to call concurrently; after a
+ * parser failure it also waits for the replacement instance.
+ */
+export async function loadSqlParser(): Promise<void> {
+  loading ??= Promise.all([instantiate(), instantiate()]).then(
+    ([first, second]) => {
+      active = first;
+      spare = second;
+      loaded = true;
+    },
+    (e: unknown) => {
+      loading = null; // a later call may try again
+      throw new Error(`could not load the SQL parser (libpg-query): ${describeError(e)}`);
+    },
+  );
+  await loading;
+  if (active === null) {
+    await refill();
+    if (active === null) throw new Error('could not load a replacement SQL parser instance');
+  }
+}
+
+/** Starts (or joins) loading a fresh instance into the empty slot: the active one first, then the spare. */
+function refill(): Promise<void> {
+  refilling ??= instantiate().then(
+    (fresh) => {
+      refilling = null;
+      if (active === null) active = fresh;
+      else spare = fresh;
+      if (spare === null) void refill();
+    },
+    (e: unknown) => {
+      refilling = null; // the next statement that finds no instance tries again
+      log.error('could not load a replacement SQL parser instance', { error: describeError(e) });
+    },
+  );
+  return refilling;
+}
+
+/** An instance threw mid-parse: its C state is unknown, so it is dropped (never called again) for the spare. */
+function retire(broken: PgQueryWasm, e: unknown): void {
+  if (active !== broken) return;
+  active = spare;
+  spare = null;
+  log.warn('SQL parser instance discarded after it failed mid-statement', { error: describeError(e) });
+  void refill();
+}
+
+type RawParse =
+  | { readonly ok: true; readonly tree: string }
+  | { readonly ok: false; readonly message: string; readonly cursorpos: number };
+
+/**
+ * One call of pg_query_parse through the WASM ABI. Returns null when the instance could not allocate. Throws when
+ * the WASM code threw (then its C state is unknown: nothing more is freed in it) or its output could not be read;
+ * the caller drops the instance either way.
+ */
+function rawParse(wasm: PgQueryWasm, text: string): RawParse | null {
+  const size = wasm.lengthBytesUTF8(text) + 1;
+  const queryPtr = wasm._malloc(size);
+  if (queryPtr === 0) return null;
+  wasm.stringToUTF8(text, queryPtr, size);
+  const resultPtr = wasm._wasm_parse_query_raw(queryPtr);
+  if (resultPtr === 0) {
+    wasm._free(queryPtr);
+    return null;
+  }
+  try {
+    // struct PgQueryParseResult { char *parse_tree; char *stderr_buffer; PgQueryError *error; } (wasm32 pointers)
+    const errorPtr = wasm.getValue(resultPtr + 8, 'i32');
+    if (errorPtr !== 0) {
+      // struct PgQueryError { char *message; char *funcname; char *filename; int lineno; int cursorpos; ... }
+      const messagePtr = wasm.getValue(errorPtr, 'i32');
+      return {
+        ok: false,
+        message: messagePtr === 0 ? 'syntax error' : wasm.UTF8ToString(messagePtr),
+        // PostgreSQL's own cursor position: 1-based, in characters (not bytes), 0 when it gave none.
+        cursorpos: wasm.getValue(errorPtr + 16, 'i32'),
+      };
+    }
+    const treePtr = wasm.getValue(resultPtr, 'i32');
+    return { ok: true, tree: treePtr === 0 ? '' : wasm.UTF8ToString(treePtr) };
+  } finally {
+    wasm._wasm_free_parse_result(resultPtr);
+    wasm._free(queryPtr);
+  }
+}
+
+// ---- results --------------------------------------------------------------------------------------------------
+
+/** Failures that say nothing about the text (no parser instance, no memory): a cache must not keep them. */
+const transientFailures = new WeakSet<object>();
+
+/** True for a failure caused by the parser's state rather than the text; retrying the same text may succeed. */
+export function isTransientFailure(result: ParseResult): boolean {
+  return transientFailures.has(result);
+}
+
+function failure(message: string, position = 0): ParseResult {
+  const error: ParseFailure = Object.freeze({ message, position });
+  return Object.freeze({ ok: false as const, error });
+}
+
+function transientFailure(message: string): ParseResult {
+  const result = failure(message);
+  transientFailures.add(result);
+  return result;
+}
+
+/** NUL ends a C string (the parser would see less than the server), and an unpaired surrogate is not UTF-8. */
+function invalidCharacter(text: string): ParseResult | null {
+  const bad = /\0|\p{Surrogate}/u.exec(text);
+  if (bad === null) return null;
+  const position = codePointLength(text, bad.index) + 1;
+  return bad[0] === '\0'
+    ? failure('query text contains a NUL character', position)
+    : failure('invalid byte sequence for encoding "UTF8": unpaired surrogate', position);
+}
+
+function isStackOverflow(e: unknown): boolean {
+  return e instanceof RangeError && /call stack/i.test(e.message);
+}
+
+function codePointLength(text: string, end: number): number {
+  let n = 0;
+  for (let i = 0; i < end; i++) {
+    const c = text.charCodeAt(i);
+    // A high surrogate followed by a low one is one character.
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < end) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+    n++;
+  }
+  return n;
+}
+
+/**
+ * Parses `text` (one or more statements) and returns one StatementFacts per statement, or PostgreSQL's syntax
+ * error with its 1-based character position. Synchronous; loadSqlParser() must have completed. Never throws for
+ * any input text.
+ */
+export function analyzeSql(text: string): ParseResult {
+  if (!loaded) throw new Error('the SQL parser is not loaded: await loadSqlParser() before analyzeSql()');
+  if (typeof text !== 'string') return failure('query text must be a string');
+  if (text.length === 0) return Object.freeze({ ok: true as const, statements: Object.freeze([]) });
+  const invalid = invalidCharacter(text);
+  if (invalid) return invalid;
+
+  const wasm = active;
+  if (wasm === null) {
+    void refill();
+    return transientFailure('the SQL parser is restarting after a failure; retry the statement');
+  }
+  let raw: RawParse | null;
+  try {
+    raw = rawParse(wasm, text);
+  } catch (e) {
+    retire(wasm, e);
+    // Running out of native stack on a deeply nested statement is the way PostgreSQL's parser throws; the same
+    // text would do it again, so these failures may be cached like a syntax error.
+    return isStackOverflow(e)
+      ? failure('stack depth limit exceeded: the statement is nested too deeply')
+      : failure('the SQL parser failed on this statement');
+  }
+  if (raw === null) return transientFailure('out of memory in the SQL parser');
+  if (!raw.ok) {
+    const result = failure(raw.message, Math.max(0, raw.cursorpos));
+    if (raw.message === 'out of memory') transientFailures.add(result);
+    return result;
+  }
+
+  let tree: unknown;
+  try {
+    tree = JSON.parse(raw.tree);
+  } catch (e) {
+    return isStackOverflow(e)
+      ? failure('stack depth limit exceeded: the statement is nested too deeply')
+      : failure('the SQL parser returned an unreadable tree');
+  }
+  if (!isObject(tree)) return failure('the SQL parser returned an unexpected tree');
+  // An empty list is left out of the JSON like any default: no `stmts`, no statements.
+  const stmts = tree.stmts ?? [];
+  if (!Array.isArray(stmts)) return failure('the SQL parser returned an unexpected tree');
+  try {
+    return Object.freeze({ ok: true as const, statements: Object.freeze(stmts.map(statementFactsOf)) });
+  } catch (e) {
+    // A walker bug must refuse the statement, not crash the session (or let it through).
+    log.error('could not analyse a parsed statement', { error: describeError(e) });
+    return failure('the statement could not be analysed');
+  }
+}
+
+// ---- the tree -------------------------------------------------------------------------------------------------
+//
+// libpg-query's JSON writes a node of a Node-typed field as { "NodeName": { ...fields } } (a "wrapped" node) and a
+// field typed as one specific struct bare: InsertStmt.relation is { "relname": ... }, not { "RangeVar": ... }.
+// Fields equal to their default (0, false, "", empty list) are left out.
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `{ NodeName: body }`: one key, capitalised (no struct field name is), whose value is an object. */
+function unwrap(v: Json): [string, Json] | null {
+  const keys = Object.keys(v);
+  if (keys.length !== 1) return null;
+  const only = keys[0];
+  const c = only.charCodeAt(0);
+  if (c < 0x41 || c > 0x5a) return null;
+  const body = v[only];
+  return isObject(body) ? [only, body] : null;
+}
+
+/** table[key] for the table's own keys only: names from the tree never reach Object.prototype. */
+function lookup<T>(table: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
+/**
+ * Struct-typed fields whose type the walker acts on (from @pgsql/types for PostgreSQL 17). A bare struct in any
+ * other field is still descended; one that carries `relname` is taken for a RangeVar.
+ */
+const STRUCT_FIELDS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  SelectStmt: { larg: 'SelectStmt', rarg: 'SelectStmt', intoClause: 'IntoClause' },
+  PLAssignStmt: { val: 'SelectStmt' },
+  InsertStmt: { relation: 'RangeVar', onConflictClause: 'OnConflictClause' },
+  UpdateStmt: { relation: 'RangeVar' },
+  DeleteStmt: { relation: 'RangeVar' },
+  MergeStmt: { relation: 'RangeVar' },
+  OnConflictClause: { infer: 'InferClause' },
+  IntoClause: { rel: 'RangeVar' },
+  CreateTableAsStmt: { into: 'IntoClause' },
+  CallStmt: { funccall: 'FuncCall' },
+  AlterSystemStmt: { setstmt: 'VariableSetStmt' },
+  AlterRoleSetStmt: { setstmt: 'VariableSetStmt' },
+  AlterDatabaseSetStmt: { setstmt: 'VariableSetStmt' },
+  AlterDefaultPrivilegesStmt: { action: 'GrantStmt' },
+  CreateForeignTableStmt: { base: 'CreateStmt' },
+  CopyStmt: { relation: 'RangeVar' },
+  ColumnDef: { identitySequence: 'RangeVar' },
+  TableLikeClause: { relation: 'RangeVar' },
+  PartitionCmd: { name: 'RangeVar' },
+  AlterTableStmt: { relation: 'RangeVar' },
+  CreateStmt: { relation: 'RangeVar' },
+  Constraint: { pktable: 'RangeVar' },
+  CreatePolicyStmt: { table: 'RangeVar' },
+  AlterPolicyStmt: { table: 'RangeVar' },
+  CreateTrigStmt: { relation: 'RangeVar', constrrel: 'RangeVar' },
+  CreateSeqStmt: { sequence: 'RangeVar' },
+  AlterSeqStmt: { sequence: 'RangeVar' },
+  IndexStmt: { relation: 'RangeVar' },
+  RenameStmt: { relation: 'RangeVar' },
+  AlterObjectDependsStmt: { relation: 'RangeVar' },
+  AlterObjectSchemaStmt: { relation: 'RangeVar' },
+  AlterOwnerStmt: { relation: 'RangeVar' },
+  RuleStmt: { relation: 'RangeVar' },
+  CompositeTypeStmt: { typevar: 'RangeVar' },
+  ViewStmt: { view: 'RangeVar' },
+  ClusterStmt: { relation: 'RangeVar' },
+  VacuumRelation: { relation: 'RangeVar' },
+  RefreshMatViewStmt: { relation: 'RangeVar' },
+  ReindexStmt: { relation: 'RangeVar' },
+  PublicationTable: { relation: 'RangeVar' },
+};
+
+/**
+ * Fields not walked. FOR UPDATE OF names relations (or aliases) already in FROM, and PostgreSQL refuses any other,
+ * so its RangeVars add nothing but false relations named after aliases.
+ */
+const SKIPPED_FIELDS: Readonly<Record<string, string>> = { LockingClause: 'lockedRels' };
+
+/** Relations the statement writes: the contract's list (DML targets, COPY FROM, TRUNCATE, LOCK). */
+function isTargetField(type: string, field: string, body: Json): boolean {
+  switch (type) {
+    case 'InsertStmt':
+    case 'UpdateStmt':
+    case 'DeleteStmt':
+    case 'MergeStmt':
+      return field === 'relation';
+    case 'CopyStmt':
+      return field === 'relation' && body.is_from === true;
+    case 'TruncateStmt':
+    case 'LockStmt':
+      return field === 'relations';
+    default:
+      return false;
+  }
+}
+
+/** Top-level statement classes; anything not here (every Create/Alter/Drop/Grant/..., and unknown) is DDL. */
+const STATEMENT_KINDS: Readonly<Record<string, StatementKind>> = {
+  InsertStmt: 'insert',
+  UpdateStmt: 'update',
+  DeleteStmt: 'delete',
+  MergeStmt: 'merge',
+  CallStmt: 'call',
+  VariableSetStmt: 'set',
+  VariableShowStmt: 'set',
+  TransactionStmt: 'transaction',
+  DeclareCursorStmt: 'select',
+  FetchStmt: 'select',
+  ClosePortalStmt: 'select',
+  ExplainStmt: 'utility',
+  PrepareStmt: 'utility',
+  ExecuteStmt: 'utility',
+  DeallocateStmt: 'utility',
+  DiscardStmt: 'utility',
+  ListenStmt: 'utility',
+  NotifyStmt: 'utility',
+  UnlistenStmt: 'utility',
+  LockStmt: 'utility',
+  VacuumStmt: 'utility',
+  CheckPointStmt: 'utility',
+  LoadStmt: 'utility',
+  DoStmt: 'utility',
+  ReindexStmt: 'utility',
+  ClusterStmt: 'utility',
+  ConstraintsSetStmt: 'utility',
+};
+
+function ownKind(type: string, body: Json): StatementKind {
+  if (type === 'SelectStmt') return body.intoClause !== undefined ? 'ddl' : 'select';
+  if (type === 'CopyStmt') return body.is_from === true ? 'copy_in' : 'copy_out';
+  return lookup(STATEMENT_KINDS, type) ?? 'ddl';
+}
+
+/** The kinds a node adds wherever it appears (null: it is not a statement or an action). */
+function nestedKinds(type: string, body: Json): readonly StatementKind[] | null {
+  switch (type) {
+    case 'SelectStmt': {
+      if (body.intoClause !== undefined) return ['ddl', 'select'];
+      // A UNION's branches count for themselves; a bare VALUES list (INSERT ... VALUES) reads nothing.
+      const setOperation = body.op !== undefined && body.op !== 'SETOP_NONE';
+      const valuesOnly = body.valuesLists !== undefined && body.targetList === undefined;
+      return setOperation || valuesOnly ? null : ['select'];
+    }
+    case 'CopyStmt':
+      return [ownKind(type, body)];
+    case 'OnConflictClause':
+      return body.action === 'ONCONFLICT_UPDATE' ? ['update'] : null;
+    case 'MergeWhenClause':
+      switch (body.commandType) {
+        case 'CMD_INSERT':
+          return ['insert'];
+        case 'CMD_UPDATE':
+          return ['update'];
+        case 'CMD_DELETE':
+          return ['delete'];
+        default:
+          return null;
+      }
+    default: {
+      const kind = lookup(STATEMENT_KINDS, type);
+      if (kind !== undefined) return [kind];
+      return type.endsWith('Stmt') ? ['ddl'] : null;
+    }
+  }
+}
+
+/** The CTE names visible at a point of the tree: this query level's WITH, then the enclosing ones. */
+interface CteScope {
+  readonly names: ReadonlySet<string>;
+  readonly parent: CteScope | null;
+}
+
+function cteVisible(scope: CteScope | null, name: string): boolean {
+  for (let s = scope; s !== null; s = s.parent) if (s.names.has(name)) return true;
+  return false;
+}
+
+const WITH_OWNERS: ReadonlySet<string> = new Set([
+  'SelectStmt',
+  'InsertStmt',
+  'UpdateStmt',
+  'DeleteStmt',
+  'MergeStmt',
+]);
+
+interface Frame {
+  readonly value: unknown;
+  /** The struct type when `value` is bare (a struct-typed field), or null when unknown or wrapped. */
+  readonly bareType: string | null;
+  readonly scope: CteScope | null;
+  /** The relation(s) at this point are written by the statement. */
+  readonly target: boolean;
+}
+
+function str(v: unknown): string | null {
+  return typeof v === 'string' ? v : null;
+}
+
+function list(v: unknown): readonly unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+
+/** The body of a wrapped node of the given type, or null. */
+function nodeOf(v: unknown, type: string): Json | null {
+  if (!isObject(v)) return null;
+  const wrapped = unwrap(v);
+  return wrapped !== null && wrapped[0] === type ? wrapped[1] : null;
+}
+
+/** `{ String: { sval } }` → sval ('' when left out as the default). */
+function stringNode(v: unknown): string | null {
+  const s = nodeOf(v, 'String');
+  if (s === null) return null;
+  return str(s.sval) ?? '';
+}
+
+/** The names of a ResTarget list (INSERT columns, UPDATE SET targets). */
+function resTargetNames(v: unknown): string[] {
+  const names: string[] = [];
+  for (const item of list(v)) {
+    const name = str(nodeOf(item, 'ResTarget')?.name);
+    if (name !== null) names.push(name);
+  }
+  return names;
+}
+
+/** Whether a WHERE clause can tell rows apart: it mentions a column (or is CURRENT OF a cursor). */
+function restrictsRows(where: unknown): boolean {
+  const stack: unknown[] = [where];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (Array.isArray(v)) {
+      for (const item of v) stack.push(item);
+      continue;
+    }
+    if (!isObject(v)) continue;
+    const wrapped = unwrap(v);
+    if (wrapped !== null && (wrapped[0] === 'ColumnRef' || wrapped[0] === 'CurrentOfExpr')) return true;
+    for (const child of Object.values(v)) {
+      if (typeof child === 'object' && child !== null) stack.push(child);
+    }
+  }
+  return false;
+}
+
+/** Collects the facts of one statement while its tree is walked. */
+class FactCollector {
+  private readonly kinds: StatementKind[];
+  private readonly relations = new Map<string, RelationRef>();
+  private readonly columns = new Map<string, ColumnRef>();
+  private readonly functions = new Map<string, FunctionRef>();
+  private readonly guard = {
+    truncate: false,
+    alterSystem: false,
+    copyFile: false,
+    copyProgram: false,
+    doBlock: false,
+    setRole: false,
+    updateWithoutWhere: false,
+    deleteWithoutWhere: false,
+  };
+
+  constructor(own: StatementKind) {
+    this.kinds = [own];
+  }
+
+  /** Walks the whole tree under `root` with an explicit stack: depth costs heap, never call stack. */
+  walk(root: unknown): void {
+    const stack: Frame[] = [{ value: root, bareType: null, scope: null, target: false }];
+    while (stack.length > 0) {
+      const frame = stack.pop()!;
+      const value = frame.value;
+      if (Array.isArray(value)) {
+        for (let i = value.length - 1; i >= 0; i--) {
+          stack.push({ value: value[i], bareType: frame.bareType, scope: frame.scope, target: frame.target });
+        }
+        continue;
+      }
+      if (!isObject(value)) continue;
+      const wrapped = unwrap(value);
+      if (wrapped !== null) this.visit(wrapped[0], wrapped[1], true, frame, stack);
+      else {
+        const type = frame.bareType ?? (typeof value.relname === 'string' ? 'RangeVar' : null);
+        this.visit(type, value, false, frame, stack);
+      }
+    }
+  }
+
+  private visit(type: string | null, body: Json, wrapped: boolean, frame: Frame, stack: Frame[]): void {
+    if (type !== null) this.inspect(type, body, wrapped, frame);
+
+    let scope = frame.scope;
+    let ctes: Frame[] | null = null;
+    if (type !== null && WITH_OWNERS.has(type) && isObject(body.withClause)) {
+      [scope, ctes] = this.withScopes(body.withClause, frame.scope);
+    }
+    const structFields = type === null ? undefined : lookup(STRUCT_FIELDS, type);
+    const skipped = type === null ? undefined : lookup(SKIPPED_FIELDS, type);
+    const keys = Object.keys(body);
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i];
+      const child = body[key];
+      if (typeof child !== 'object' || child === null || key === skipped) continue;
+      if (ctes !== null && key === 'withClause') continue; // walked below, CTE by CTE
+      stack.push({
+        value: child,
+        bareType: structFields === undefined ? null : (lookup(structFields, key) ?? null),
+        scope,
+        target: type !== null && isTargetField(type, key, body),
+      });
+    }
+    // Pushed last so they are walked first, in order.
+    if (ctes !== null) for (let i = ctes.length - 1; i >= 0; i--) stack.push(ctes[i]);
+  }
+
+  /**
+   * A WITH clause: the scope its query level's body sees, and a frame per CTE with the scope that CTE's own query
+   * sees. Without RECURSIVE a CTE sees only the ones before it; with RECURSIVE every one of the list, itself too.
+   */
+  private withScopes(withClause: Json, outer: CteScope | null): [CteScope | null, Frame[]] {
+    const entries = list(withClause.ctes);
+    const names = entries.map((c) => str(nodeOf(c, 'CommonTableExpr')?.ctename));
+    const all: CteScope = { names: new Set(names.filter((n) => n !== null)), parent: outer };
+    const recursive = withClause.recursive === true;
+    const frames = entries.map((cte, i): Frame => {
+      const before = names.slice(0, i).filter((n) => n !== null);
+      const scope = recursive ? all : before.length > 0 ? { names: new Set(before), parent: outer } : outer;
+      return { value: cte, bareType: null, scope, target: false };
+    });
+    // Whatever else a WITH clause may carry is walked too, outside its own scope.
+    for (const key of Object.keys(withClause)) {
+      const child = withClause[key];
+      if (key !== 'ctes' && typeof child === 'object' && child !== null) {
+        frames.push({ value: child, bareType: null, scope: outer, target: false });
+      }
+    }
+    return [all, frames];
+  }
+
+  /** What one node says about the statement, before its children are walked. */
+  private inspect(type: string, body: Json, wrapped: boolean, frame: Frame): void {
+    const kinds = nestedKinds(type, body);
+    if (kinds !== null) for (const k of kinds) this.addKind(k);
+    switch (type) {
+      case 'RangeVar':
+        this.addRelation(body, frame.target, wrapped && !frame.target ? frame.scope : null);
+        return;
+      case 'ColumnRef':
+        this.addColumnRef(body);
+        return;
+      case 'FuncCall':
+        this.addFunction(body);
+        return;
+      case 'JoinExpr':
+        // NATURAL joins on every column the two sides share, named nowhere: any column of either may be read.
+        if (body.isNatural === true) this.addColumn([], '*');
+        for (const item of list(body.usingClause)) {
+          const name = stringNode(item);
+          if (name !== null) this.addColumn([], name);
+        }
+        return;
+      case 'InsertStmt': {
+        const qualifier = targetQualifier(body.relation);
+        const cols = resTargetNames(body.cols);
+        // Without a column list every column is written.
+        if (cols.length === 0) this.addColumn(qualifier, '*');
+        for (const name of cols) this.addColumn(qualifier, name);
+        if (isObject(body.onConflictClause)) this.onConflict(body.onConflictClause, qualifier);
+        return;
+      }
+      case 'UpdateStmt':
+        for (const name of resTargetNames(body.targetList))
+          this.addColumn(targetQualifier(body.relation), name);
+        if (!restrictsRows(body.whereClause)) this.guard.updateWithoutWhere = true;
+        return;
+      case 'DeleteStmt':
+        if (!restrictsRows(body.whereClause)) this.guard.deleteWithoutWhere = true;
+        return;
+      case 'MergeStmt': {
+        const qualifier = targetQualifier(body.relation);
+        for (const item of list(body.mergeWhenClauses)) {
+          const clause = nodeOf(item, 'MergeWhenClause');
+          if (clause === null) continue;
+          const names = resTargetNames(clause.targetList);
+          if (clause.commandType === 'CMD_INSERT' && names.length === 0) this.addColumn(qualifier, '*');
+          for (const name of names) this.addColumn(qualifier, name);
+        }
+        return;
+      }
+      case 'CopyStmt': {
+        if (body.is_program === true) this.guard.copyProgram = true;
+        else if (typeof body.filename === 'string') this.guard.copyFile = true;
+        if (isObject(body.relation)) {
+          const qualifier = targetQualifier(body.relation);
+          const names: string[] = [];
+          for (const item of list(body.attlist)) {
+            const name = stringNode(item);
+            if (name !== null) names.push(name);
+          }
+          if (names.length === 0) this.addColumn(qualifier, '*');
+          for (const name of names) this.addColumn(qualifier, name);
+        }
+        return;
+      }
+      case 'VariableSetStmt': {
+        const name = str(body.name)?.toLowerCase();
+        if (name === 'role' || name === 'session_authorization') this.guard.setRole = true;
+        return;
+      }
+      case 'TruncateStmt':
+        this.guard.truncate = true;
+        return;
+      case 'AlterSystemStmt':
+        this.guard.alterSystem = true;
+        return;
+      case 'DoStmt':
+        this.guard.doBlock = true;
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** ON CONFLICT (cols) inference columns and DO UPDATE SET targets are columns of the INSERT's target. */
+  private onConflict(clause: Json, qualifier: readonly string[]): void {
+    const infer = isObject(clause.infer) ? clause.infer : null;
+    for (const item of list(infer?.indexElems)) {
+      const name = str(nodeOf(item, 'IndexElem')?.name);
+      if (name !== null) this.addColumn(qualifier, name);
+    }
+    for (const name of resTargetNames(clause.targetList)) this.addColumn(qualifier, name);
+  }
+
+  private addKind(kind: StatementKind): void {
+    if (!this.kinds.includes(kind)) this.kinds.push(kind);
+  }
+
+  private addRelation(body: Json, target: boolean, scope: CteScope | null): void {
+    const name = str(body.relname);
+    if (name === null) return;
+    const schema = str(body.schemaname);
+    // An unqualified name in FROM that a visible WITH defines is that CTE, not a relation.
+    if (schema === null && str(body.catalogname) === null && cteVisible(scope, name)) return;
+    const alias = isObject(body.alias) ? str(body.alias.aliasname) : null;
+    const key = JSON.stringify([schema, name, alias, target]);
+    if (!this.relations.has(key)) this.relations.set(key, Object.freeze({ schema, name, alias, target }));
+  }
+
+  private addColumnRef(body: Json): void {
+    const parts: string[] = [];
+    for (const field of list(body.fields)) {
+      // Only String and A_Star occur; anything else is taken for a star, which covers every column.
+      parts.push(stringNode(field) ?? '*');
+    }
+    if (parts.length === 0) return;
+    this.addColumn(parts.slice(0, -1), parts[parts.length - 1]);
+  }
+
+  private addColumn(qualifier: readonly string[], name: string): void {
+    const key = JSON.stringify([qualifier, name]);
+    if (!this.columns.has(key)) {
+      this.columns.set(key, Object.freeze({ qualifier: Object.freeze([...qualifier]), name }));
+    }
+  }
+
+  private addFunction(body: Json): void {
+    const parts: string[] = [];
+    for (const part of list(body.funcname)) {
+      const s = stringNode(part);
+      if (s !== null) parts.push(s);
+    }
+    if (parts.length === 0) return;
+    const name = parts[parts.length - 1];
+    const schema = parts.length >= 2 ? parts[parts.length - 2] : null;
+    const key = JSON.stringify([schema, name]);
+    if (!this.functions.has(key)) this.functions.set(key, Object.freeze({ schema, name }));
+  }
+
+  facts(command: string, setting: SettingChange | null, location: number, length: number): StatementFacts {
+    const guard: GuardFlags = Object.freeze({ ddl: this.kinds.includes('ddl'), ...this.guard });
+    return Object.freeze({
+      kind: this.kinds[0],
+      kinds: Object.freeze([...this.kinds]),
+      command,
+      relations: Object.freeze([...this.relations.values()]),
+      columns: Object.freeze([...this.columns.values()]),
+      functions: Object.freeze([...this.functions.values()]),
+      guard,
+      setting,
+      location,
+      length,
+    });
+  }
+}
+
+/** The qualifier of a DML target's column: the name the target is known by in its statement (alias, else name). */
+function targetQualifier(relation: unknown): readonly string[] {
+  if (!isObject(relation)) return [];
+  const alias = isObject(relation.alias) ? str(relation.alias.aliasname) : null;
+  const name = alias ?? str(relation.relname);
+  return name === null ? [] : [name];
+}
+
+/** A top-level VariableSetStmt as a SettingChange. */
+function settingOf(body: Json): SettingChange {
+  const kind = str(body.kind);
+  if (kind === 'VAR_RESET_ALL') return Object.freeze({ name: 'all', value: null, local: false, reset: true });
+  const reset = kind === 'VAR_RESET' || kind === 'VAR_SET_DEFAULT';
+  const args = list(body.args);
+  const value = !reset && kind === 'VAR_SET_VALUE' && args.length === 1 ? literalText(args[0]) : null;
+  return Object.freeze({
+    name: (str(body.name) ?? '').toLowerCase(),
+    value,
+    local: body.is_local === true,
+    reset,
+  });
+}
+
+/** An A_Const as the text PostgreSQL's SET would take, or null for anything else. */
+function literalText(v: unknown): string | null {
+  const c = nodeOf(v, 'A_Const');
+  if (c === null || c.isnull === true) return null;
+  if (isObject(c.sval)) return str(c.sval.sval) ?? '';
+  if (isObject(c.ival)) return String(typeof c.ival.ival === 'number' ? c.ival.ival : 0);
+  if (isObject(c.fval)) return str(c.fval.fval);
+  if (isObject(c.boolval)) return c.boolval.boolval === true ? 'on' : 'off';
+  if (isObject(c.bsval)) return str(c.bsval.bsval);
+  return null;
+}
+
+/**
+ * The facts of one RawStmt of libpg-query's JSON tree ({ stmt: { NodeName: {...} }, stmt_location?, stmt_len? }).
+ * Exported for tests that feed trees PostgreSQL 17 cannot produce (node types of a later version).
+ */
+export function statementFactsOf(raw: unknown): StatementFacts {
+  const rawStmt = isObject(raw) ? raw : {};
+  const location = typeof rawStmt.stmt_location === 'number' ? rawStmt.stmt_location : 0;
+  const length = typeof rawStmt.stmt_len === 'number' ? rawStmt.stmt_len : 0;
+  const node = isObject(rawStmt.stmt) ? unwrap(rawStmt.stmt) : null;
+  const [command, body] = node ?? ['unknown', {}];
+  const collector = new FactCollector(ownKind(command, body));
+  collector.walk(rawStmt.stmt);
+  const setting = command === 'VariableSetStmt' ? settingOf(body) : null;
+  return collector.facts(command, setting, location, length);
+}

