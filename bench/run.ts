@@ -8,12 +8,13 @@ import { CleanupStack } from './lib/cleanup.js';
 import { framingMarkdown, runFramingScenario } from './lib/framing.js';
 import { runMacroScenario, type MacroOptions } from './lib/macro.js';
 import { killRunningPgbench } from './lib/pgbench.js';
+import { policyCheckMarkdown, runPolicyCheckBench } from './micro/policy-check.js';
 import { macroMarkdown, saveResults } from './lib/report.js';
 import { ALL_TARGETS, type MacroScenario, type TargetName } from './lib/types.js';
 
 const USAGE = `usage: npm run bench -- <scenario|framing|all> [options]
 
-scenarios: %SCENARIOS%, framing (micro), all
+scenarios: %SCENARIOS%, framing (micro), policy-check (micro), all
 options:
   --rounds N          interleaved rounds per target (default 3)
   --seconds S         seconds per pgbench run, or per framing case (default 10)
@@ -91,7 +92,12 @@ async function main(): Promise<number> {
     return values.help ? 0 : 2;
   }
   const requested = positionals[0];
-  if (requested !== 'all' && requested !== 'framing' && !available.includes(requested)) {
+  if (
+    requested !== 'all' &&
+    requested !== 'framing' &&
+    requested !== 'policy-check' &&
+    !available.includes(requested)
+  ) {
     process.stderr.write(`unknown scenario '${requested}'\n\n${usage}`);
     return 2;
   }
@@ -119,10 +125,18 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal);
 
   const log = (line: string): void => console.error(line);
-  const names = requested === 'all' ? ['framing', ...available] : [requested];
+  const names = requested === 'all' ? ['framing', 'policy-check', ...available] : [requested];
   let failures = 0;
   for (const name of names) {
     try {
+      if (name === 'policy-check') {
+        const report = await runPolicyCheckBench();
+        const md = policyCheckMarkdown(report);
+        process.stdout.write(`\n${md}\n`);
+        const saved = saveResults('policy-check', new Date().toISOString(), report, md);
+        log(`saved ${saved.json} and ${saved.md}`);
+        continue;
+      }
       if (name === 'framing') {
         const report = await runFramingScenario(values.seconds === undefined ? undefined : options.seconds);
         const md = framingMarkdown(report);

@@ -74,6 +74,7 @@ export function pgwardenBenchConfig(
   certs: TestCerts,
   benchVerifier: string,
   poolSize: number,
+  policy = true,
 ): object {
   return {
     listen: { host: '127.0.0.1', port: 0 },
@@ -93,7 +94,15 @@ export function pgwardenBenchConfig(
         pool: { size: poolSize },
       },
     },
-    users: { bench: { password: benchVerifier, roles: [] } },
+    users: { bench: { password: benchVerifier, roles: ['bench'] } },
+    // pgbench's own statements under a restricted role: what every statement costs when policy is on.
+    roles: {
+      bench: {
+        statements: ['select', 'insert', 'update', 'transaction', 'set'],
+        tables: { allow: ['public.pgbench_*'] },
+      },
+    },
+    access: { enforce: policy },
   };
 }
 
@@ -205,7 +214,13 @@ export async function runMacroScenario(
         }
       } else {
         try {
-          const config = pgwardenBenchConfig(pg, certs, scramVerifier(benchPassword), poolSize);
+          const config = pgwardenBenchConfig(
+            pg,
+            certs,
+            scramVerifier(benchPassword),
+            poolSize,
+            target !== 'pgwarden-policy-off',
+          );
           const auditMode =
             target === 'pgwarden-audit-buffered'
               ? 'buffered'

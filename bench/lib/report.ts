@@ -48,6 +48,7 @@ export function macroRatios(targets: readonly TargetReport[]): Record<string, nu
   pair('latency avg pgwarden/pgbouncer', warden?.latencyAvgMsMedian, bouncer?.latencyAvgMsMedian);
   pair('tps audit buffered/audit off', by.get('pgwarden-audit-buffered')?.tpsMedian, warden?.tpsMedian);
   pair('tps audit durable/audit off', by.get('pgwarden-audit-durable')?.tpsMedian, warden?.tpsMedian);
+  pair('tps policy on/policy off', warden?.tpsMedian, by.get('pgwarden-policy-off')?.tpsMedian);
   return ratios;
 }
 

@@ -25,14 +25,20 @@ export interface MacroScenario {
 }
 
 export type TargetName =
-  'direct' | 'pgbouncer' | 'pgwarden' | 'pgwarden-audit-buffered' | 'pgwarden-audit-durable';
+  | 'direct'
+  | 'pgbouncer'
+  | 'pgwarden'
+  | 'pgwarden-audit-buffered'
+  | 'pgwarden-audit-durable'
+  | 'pgwarden-policy-off';
 /** What a scenario runs unless it names its own targets. */
 export const TARGETS: readonly TargetName[] = ['direct', 'pgbouncer', 'pgwarden'];
-/** Every target --targets accepts: pgwarden also with its audit trail on, buffered or durable. */
+/** Every target --targets accepts: pgwarden also with its audit trail on (buffered or durable), or its SQL policy off. */
 export const ALL_TARGETS: readonly TargetName[] = [
   ...TARGETS,
   'pgwarden-audit-buffered',
   'pgwarden-audit-durable',
+  'pgwarden-policy-off',
 ];
 
 /** What one pgbench run printed, plus what we measured around it. */

@@ -47,6 +47,16 @@ export class SessionAudit {
     return this.writer.available;
   }
 
+  /**
+   * Marks carried by every statement record while set: the actor a service session acts for, and an open
+   * break-glass window (HIPAA emergency access must be reviewable statement by statement).
+   */
+  private marks: { actor?: string; break_glass?: true } = {};
+
+  private emitStatement(data: Record<string, unknown>): void {
+    this.emit('statement', this.marks.actor || this.marks.break_glass ? { ...data, ...this.marks } : data);
+  }
+
   private emit(event: AuditEvent['event'], data: Record<string, unknown>): void {
     const e: AuditEvent = {
       event,
@@ -66,10 +76,45 @@ export class SessionAudit {
     this.emit('connection_open', { client_addr: clientAddress ?? null, client_port: clientPort ?? null });
   }
 
-  loginSuccess(user: string, database: string, tls: { version: string | null; cipher: string | null }): void {
+  loginSuccess(
+    user: string,
+    database: string,
+    tls: { version: string | null; cipher: string | null },
+    method = 'scram-sha-256',
+    clientCertSubject: string | null = null,
+  ): void {
     this.identity = user;
     this.database = database;
-    this.emit('login_success', { method: 'scram-sha-256', tls_version: tls.version, tls_cipher: tls.cipher });
+    this.emit('login_success', {
+      method,
+      tls_version: tls.version,
+      tls_cipher: tls.cipher,
+      client_cert_subject: clientCertSubject,
+    });
+  }
+
+  lockout(user: string, clientAddress: string | null, untilMs: number): void {
+    this.emit('lockout', { user, client_addr: clientAddress, until_ms: untilMs });
+  }
+
+  actorStart(subject: string, roles: readonly string[], local: boolean): void {
+    this.marks = { ...this.marks, actor: subject };
+    this.emit('actor', { sub: subject, roles, scope: local ? 'transaction' : 'session' });
+  }
+
+  actorEnd(subject: string, reason: string): void {
+    delete this.marks.actor;
+    this.emit('actor', { sub: subject, ended: reason });
+  }
+
+  breakGlassStart(role: string, reason: string, untilMs: number): void {
+    this.marks = { ...this.marks, break_glass: true };
+    this.emit('break_glass_start', { role, reason, expires_ms: untilMs });
+  }
+
+  breakGlassEnd(reason: string): void {
+    delete this.marks.break_glass;
+    this.emit('break_glass_end', { reason });
   }
 
   loginFailure(user: string, reason: string, tls: { version: string | null; cipher: string | null }): void {
@@ -79,12 +124,12 @@ export class SessionAudit {
 
   /** A simple Query: the whole text (possibly several statements). */
   query(text: string): void {
-    this.emit('statement', { protocol: 'simple', id: ++this.statementSeq, ...textFields(text) });
+    this.emitStatement({ protocol: 'simple', id: ++this.statementSeq, ...textFields(text) });
   }
 
   /** A Parse: the statement text, under its prepared-statement name ('' = unnamed). */
   parse(name: string, text: string): void {
-    this.emit('statement', {
+    this.emitStatement({
       protocol: 'extended',
       phase: 'parse',
       id: ++this.statementSeq,
@@ -101,11 +146,11 @@ export class SessionAudit {
     } else if (this.params === 'full') {
       data.params = values.map((v) => (v === null ? null : v.toString('utf8')));
     }
-    this.emit('statement', data);
+    this.emitStatement(data);
   }
 
   execute(portal: string): void {
-    this.emit('statement', { protocol: 'extended', phase: 'execute', id: ++this.statementSeq, portal });
+    this.emitStatement({ protocol: 'extended', phase: 'execute', id: ++this.statementSeq, portal });
   }
 
   roundTripEnd(outcome: RoundTripOutcome, durationMs: number): void {

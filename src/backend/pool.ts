@@ -74,6 +74,7 @@ export class Pool {
       conn.close();
       return;
     }
+    conn.setRewriting(false);
     conn.trackOutcomes(false);
     conn.attach(new ResettingOwner(this, conn));
     conn.socket.write(RESET_QUERY);

@@ -30,6 +30,12 @@ export interface ServerOwner {
   serverClosed(): void;
   /** Outcome messages (CommandComplete, ErrorResponse), delivered only while outcome tracking is on. */
   serverOutcome?(code: number, msg: Buffer): void;
+  /**
+   * Rewriting owners (policy, masking) receive every message whole instead of raw chunks, and write what the
+   * client gets themselves; serverChunkEnd follows the last message of each read.
+   */
+  serverMessage?(code: number, msg: Buffer): void;
+  serverChunkEnd?(): void;
 }
 
 /** The upstream refused the login or the startup; `errorResponse` is its original ErrorResponse when it sent one. */
@@ -48,6 +54,9 @@ const STREAM_WANTS = wantTable([
   [BackendCode.ReadyForQuery, Want.Bytes],
   [BackendCode.ParameterStatus, Want.Bytes],
 ]);
+
+/** For a rewriting owner: every message, whole. */
+const ALL_WANTS = wantTable(Array.from({ length: 256 }, (_, i) => [i, Want.Bytes] as const));
 
 /** For an audited session: also each statement's outcome. */
 const OUTCOME_WANTS = wantTable([
@@ -245,8 +254,10 @@ export class ServerConnection {
       try {
         // The owner at the start of the chunk gets all of it, even when a ReadyForQuery inside hands us on.
         const owner = this.owner;
+        const rewriting = this.rewriting;
         if (this.stream.push(chunk) !== 0) throw new Error('invalid message framing from the server');
-        owner?.serverData(chunk);
+        if (rewriting) owner?.serverChunkEnd?.();
+        else owner?.serverData(chunk);
       } catch {
         // A server that breaks the protocol cannot be trusted with the session any more.
         stats.protocolErrors++;
@@ -261,16 +272,32 @@ export class ServerConnection {
     this.stream.want = on ? OUTCOME_WANTS : STREAM_WANTS;
   }
 
+  /**
+   * Message-by-message delivery to the owner. Switched on when a session attaches (never mid-stream: a message
+   * half forwarded as raw bytes would be delivered again whole) and off when it is released.
+   */
+  setRewriting(on: boolean): void {
+    this.rewriting = on;
+    this.stream.want = on ? ALL_WANTS : STREAM_WANTS;
+    // Rows are assembled whole when they straddle reads; max_message_size (the framer's limit) bounds them.
+    this.stream.maxAssembly = on ? Number.POSITIVE_INFINITY : 1 << 20;
+  }
+  private rewriting = false;
+
   private onMessage(code: number, msg: Buffer): void {
     if (code === BackendCode.ReadyForQuery) {
       this.txStatus = msg[5];
-      this.owner?.serverReady(this.txStatus);
     } else if (code === BackendCode.ParameterStatus) {
       const [name, value] = decodeParameterStatus(msg);
       this.params.set(name, value);
-    } else {
-      this.owner?.serverOutcome?.(code, msg);
     }
+    if (this.rewriting) {
+      // The owner sees ReadyForQuery in its place among the messages it forwards.
+      this.owner?.serverMessage?.(code, msg);
+      return;
+    }
+    if (code === BackendCode.ReadyForQuery) this.owner?.serverReady(this.txStatus);
+    else if (code !== BackendCode.ParameterStatus) this.owner?.serverOutcome?.(code, msg);
   }
 
   close(): void {

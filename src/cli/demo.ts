@@ -55,7 +55,15 @@ export async function runDemo(args: string[]): Promise<number> {
           },
         },
       },
-      users: { demo: { password: generateScramVerifier(demoPassword), roles: [] } },
+      users: { demo: { password: generateScramVerifier(demoPassword), roles: ['clinician'] } },
+      roles: {
+        // Enough to explore, little enough to see the guardrails: try TRUNCATE patients, or DELETE without WHERE.
+        clinician: {
+          statements: ['select', 'insert', 'update', 'delete', 'transaction', 'set', 'copy_out'],
+          tables: { allow: ['public.*'] },
+          max_rows: 10000,
+        },
+      },
     }),
     { mode: 0o600 },
   );
@@ -76,7 +84,7 @@ export async function runDemo(args: string[]): Promise<number> {
       '',
       'Connect with:',
       `  PGPASSWORD='${demoPassword}' psql "host=127.0.0.1 port=${node.port} dbname=ehr user=demo sslmode=verify-full sslrootcert=${certs.caCert}"`,
-      '  then: select * from patients;',
+      '  then: select * from patients;   (and see the policy at work: truncate patients;)',
       '',
       `Config: ${configFile}   (Ctrl-C stops everything)`,
       '',

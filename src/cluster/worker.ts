@@ -10,6 +10,7 @@ import { ClientSession } from '../frontend/client-session.js';
 import { WorkerContext } from '../frontend/worker-context.js';
 import { stats } from '../metrics/worker-stats.js';
 import { WorkerAudit } from '../audit/worker-audit.js';
+import { loadSqlParser } from '../policy/sql-analyze.js';
 import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
 
 const init = workerData as WorkerInit;
@@ -33,9 +34,10 @@ const server = net.createServer({ noDelay: true }, (socket) => {
 server.on('error', (e) => {
   send({ type: 'listen-failed', reason: describeError(e) });
 });
-// The audit trail opens before the first client is accepted: no session may run unrecorded.
-WorkerAudit.open(init.config, init.index).then(
-  (audit) => {
+// The SQL parser (WASM) and the audit trail are ready before the first client is accepted: no statement may go
+// unjudged or unrecorded.
+Promise.all([WorkerAudit.open(init.config, init.index), loadSqlParser()]).then(
+  ([audit]) => {
     ctx.audit = audit;
     server.listen(
       {
@@ -47,7 +49,7 @@ WorkerAudit.open(init.config, init.index).then(
       () => send({ type: 'listening' }),
     );
   },
-  (e) => send({ type: 'listen-failed', reason: `audit log: ${describeError(e)}` }),
+  (e) => send({ type: 'listen-failed', reason: `startup: ${describeError(e)}` }),
 );
 
 port.on('message', (m: ToWorker) => {

@@ -81,19 +81,26 @@ export function explainConfig(c: PgwardenConfig): string {
   } else {
     out.push('audit      off (no audit: section): statements are not recorded');
   }
+  const a = c.access;
+  out.push(
+    a.enforce
+      ? `access     SQL policy on (${count(c.roles, 'role')}; search_path pinned to ${a.search_path.join(', ')} for roles with table or column rules); lockout ${a.lockout.max_failures > 0 ? `after ${a.lockout.max_failures} failures` : 'off'}`
+      : 'access     SQL policy OFF (access.enforce: false)',
+  );
   for (const warning of unenforcedRoleRules(c)) out.push(`WARNING: ${warning}`);
   return out.join('\n');
 }
 
 /**
- * Role rules this version validates but does not enforce yet (statement rules and masks arrive with the access
- * control and masking work). Said loudly at check and at start, so nobody believes rows are masked when they are not.
+ * Settings that leave data less protected than a reader of the file might assume: said loudly at check and at
+ * start. Masks are validated but not applied by this version (they arrive with the masking work).
  */
 export function unenforcedRoleRules(c: PgwardenConfig): string[] {
   const out: string[] = [];
+  if (!c.access.enforce) {
+    out.push('access.enforce is false: statements are NOT checked against any role');
+  }
   for (const [name, role] of Object.entries(c.roles)) {
-    if (role.statements)
-      out.push(`roles.${name}.statements is validated but NOT enforced by this version of pgwarden`);
     if (role.masks && Object.keys(role.masks).length > 0) {
       out.push(
         `roles.${name}.masks is validated but NOT applied by this version of pgwarden: rows are not masked`,

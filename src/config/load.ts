@@ -22,7 +22,9 @@ import {
   type ConfigInput,
   type PasswordSource,
   type PgwardenConfig,
+  type UserAuthMethod,
 } from './schema.js';
+import { isValidCidr } from '../net/cidr.js';
 
 export type { PgwardenConfig } from './schema.js';
 /** The resolved config type (defaults applied, durations in ms, sizes in bytes); same as PgwardenConfig. */
@@ -582,24 +584,108 @@ function crossCheck(c: ConfigInput): Issue[] {
       issues.push({ segs: ['audit', 'params_key_file'], message: 'required when params is hash' });
     }
   }
+  const roleRef = (role: string, segs: Seg[]) => {
+    if (!Object.hasOwn(roles, role)) issues.push({ segs, message: `unknown role '${role}'` });
+  };
+  const databaseRef = (db: string, segs: Seg[]) => {
+    if (!Object.hasOwn(databases, db)) issues.push({ segs, message: `unknown database '${db}'` });
+  };
   for (const [name, user] of Object.entries(c.users ?? {})) {
-    const keys = scramKeyLengths(user.password);
-    if (keys.stored !== 32 || keys.server !== 32) {
-      issues.push({
-        segs: ['users', name, 'password'],
-        message: 'is not a valid SCRAM-SHA-256 verifier: StoredKey and ServerKey must be 32 bytes each',
+    const at = ['users', name];
+    if (user.password !== undefined) {
+      const keys = scramKeyLengths(user.password);
+      if (keys.stored !== 32 || keys.server !== 32) {
+        issues.push({
+          segs: [...at, 'password'],
+          message: 'is not a valid SCRAM-SHA-256 verifier: StoredKey and ServerKey must be 32 bytes each',
+        });
+      }
+    }
+    issues.push(...userAuthIssues(c, name, user));
+    (user.roles ?? []).forEach((role, i) => roleRef(role, [...at, 'roles', i]));
+    (user.databases ?? []).forEach((db, i) => databaseRef(db, [...at, 'databases', i]));
+    user.actor?.roles.forEach((role, i) => roleRef(role, [...at, 'actor', 'roles', i]));
+    if (user.actor && c.access?.jwt === undefined) {
+      issues.push({ segs: [...at, 'actor'], message: 'needs access.jwt to verify actor tokens' });
+    }
+    if (user.break_glass) roleRef(user.break_glass.role, [...at, 'break_glass', 'role']);
+    issues.push(...cidrIssues(user.cidrs, [...at, 'cidrs']));
+  }
+  for (const [name, role] of Object.entries(roles)) {
+    const at = ['roles', name];
+    (role.databases ?? []).forEach((db, i) => databaseRef(db, [...at, 'databases', i]));
+    issues.push(...cidrIssues(role.cidrs, [...at, 'cidrs']));
+    for (const list of ['allow', 'deny'] as const) {
+      (role.tables?.[list] ?? []).forEach((pattern, i) => {
+        if (pattern.split('.').length !== 2)
+          issues.push({ segs: [...at, 'tables', list, i], message: 'must be written as schema.table' });
+      });
+      (role.functions?.[list] ?? []).forEach((pattern, i) => {
+        if (pattern.split('.').length > 2)
+          issues.push({ segs: [...at, 'functions', list, i], message: 'must be name or schema.name' });
       });
     }
-    (user.roles ?? []).forEach((role, i) => {
-      if (!Object.hasOwn(roles, role))
-        issues.push({ segs: ['users', name, 'roles', i], message: `unknown role '${role}'` });
-    });
-    (user.databases ?? []).forEach((db, i) => {
-      if (!Object.hasOwn(databases, db)) {
-        issues.push({ segs: ['users', name, 'databases', i], message: `unknown database '${db}'` });
-      }
+    (role.columns?.deny ?? []).forEach((pattern, i) => {
+      if (pattern.split('.').length !== 3)
+        issues.push({
+          segs: [...at, 'columns', 'deny', i],
+          message: 'must be written as schema.table.column',
+        });
     });
   }
+  issues.push(...cidrIssues(c.listen?.proxy_protocol?.trusted, ['listen', 'proxy_protocol', 'trusted']));
+  issues.push(...cidrIssues(c.access?.deny_cidrs, ['access', 'deny_cidrs']));
+  c.access?.jwt?.keys?.forEach((key, i) => {
+    const at = ['access', 'jwt', 'keys', i];
+    const want = key.alg === 'HS256' ? 'secret_file' : 'public_key_file';
+    const other = key.alg === 'HS256' ? 'public_key_file' : 'secret_file';
+    if (key[want] === undefined) issues.push({ segs: [...at, want], message: `required for ${key.alg}` });
+    if (key[other] !== undefined) issues.push({ segs: [...at, other], message: `not used with ${key.alg}` });
+  });
+  const jwt = c.access?.jwt;
+  if (jwt && (jwt.keys ?? []).length === 0 && jwt.jwks_file === undefined) {
+    issues.push({ segs: ['access', 'jwt'], message: 'needs keys or jwks_file' });
+  }
+  return issues;
+}
+
+/** The factors a user's config asks for, and that the keys they need are there. */
+function userAuthIssues(
+  c: ConfigInput,
+  name: string,
+  user: NonNullable<ConfigInput['users']>[string],
+): Issue[] {
+  const at = ['users', name];
+  const issues: Issue[] = [];
+  if (user.password === undefined && user.certificate === undefined) {
+    issues.push({ segs: at, message: 'needs a password, a certificate, or both' });
+    return issues;
+  }
+  const auth = user.auth ?? defaultAuthMethod(user);
+  if (auth !== 'certificate' && user.password === undefined)
+    issues.push({ segs: [...at, 'password'], message: `required when auth is ${auth}` });
+  if (auth !== 'password' && user.certificate === undefined)
+    issues.push({ segs: [...at, 'certificate'], message: `required when auth is ${auth}` });
+  if (user.certificate !== undefined && c.tls?.client_ca === undefined)
+    issues.push({
+      segs: [...at, 'certificate'],
+      message: 'needs tls.client_ca to verify client certificates',
+    });
+  return issues;
+}
+
+/** auth when unset: both factors when both are configured (the stronger reading), else the one that is. */
+export function defaultAuthMethod(user: { password?: string; certificate?: object }): UserAuthMethod {
+  if (user.password !== undefined && user.certificate !== undefined) return 'both';
+  return user.certificate !== undefined ? 'certificate' : 'password';
+}
+
+function cidrIssues(list: readonly string[] | undefined, segs: Seg[]): Issue[] {
+  const issues: Issue[] = [];
+  (list ?? []).forEach((text, i) => {
+    if (!isValidCidr(text))
+      issues.push({ segs: [...segs, i], message: `'${text}' is not an IPv4 or IPv6 address or network` });
+  });
   return issues;
 }
 

@@ -146,6 +146,11 @@ function size(description: string, options: { default: number; min: number; max?
   });
 }
 
+/** An IPv4 or IPv6 address or network (`10.0.0.0/8`, `::1`); checked by the loader's cross checks. */
+function cidr(description: string) {
+  return annotate(Type.String({ minLength: 2, maxLength: 64, description }), { docType: 'cidr' });
+}
+
 function path(description: string) {
   return annotate(Type.String({ minLength: 1, description }), { kind: 'path', docType: 'path' });
 }
@@ -218,6 +223,21 @@ const ListenSchema = Type.Object(
           'Length of the queue of pending connections (listen(2) backlog); the Node default (511) when unset.',
       }),
     ),
+    proxy_protocol: Type.Optional(
+      Type.Object(
+        {
+          trusted: Type.Array(cidr('A load balancer address or network.'), {
+            minItems: 1,
+            description:
+              'Load balancers (CIDRs) whose connections must begin with a PROXY protocol v1 or v2 header; the client address it carries is used for IP rules, lockouts and audit. A header from any other address is refused.',
+          }),
+        },
+        {
+          ...strict,
+          description: 'PROXY protocol (HAProxy) from load balancers in front of pgwarden.',
+        },
+      ),
+    ),
   },
   { ...strict, default: {}, description: 'Where PostgreSQL clients connect.' },
 );
@@ -254,6 +274,11 @@ const ServerTlsSchema = Type.Object(
         minLength: 1,
         description: 'OpenSSL cipher list for TLS 1.2; the Node default when unset.',
       }),
+    ),
+    client_ca: Type.Optional(
+      path(
+        'CA certificates (PEM) that sign client certificates. When set, clients are asked for a certificate (mTLS); users with `certificate` log in with one signed by this CA.',
+      ),
     ),
   },
   {
@@ -648,29 +673,110 @@ const DatabaseSchema = Type.Object(
 const B64 = '[A-Za-z0-9+/]+={0,2}';
 export const SCRAM_VERIFIER_PATTERN = `^SCRAM-SHA-256\\$[1-9][0-9]{0,9}:${B64}\\$${B64}:${B64}$`;
 
+const NameList = (description: string) =>
+  Type.Array(Type.String({ minLength: 1, description: 'A name.' }), { description });
+
+export const USER_AUTH_METHODS = ['password', 'certificate', 'both'] as const;
+export type UserAuthMethod = (typeof USER_AUTH_METHODS)[number];
+
 const UserSchema = Type.Object(
   {
-    password: annotate(
-      Type.String({
-        pattern: SCRAM_VERIFIER_PATTERN,
-        description:
-          'SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>) printed by `pgwarden passwd NAME`; plaintext passwords are refused.',
-      }),
-      {
-        hint: (p) =>
-          `must be a SCRAM-SHA-256 verifier, not a plaintext password: run \`pgwarden passwd ${String(p[1] ?? 'NAME')}\` and paste its output`,
-      },
+    password: Type.Optional(
+      annotate(
+        Type.String({
+          pattern: SCRAM_VERIFIER_PATTERN,
+          description:
+            'SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>) printed by `pgwarden passwd NAME`; plaintext passwords are refused.',
+        }),
+        {
+          hint: (p) =>
+            `must be a SCRAM-SHA-256 verifier, not a plaintext password: run \`pgwarden passwd ${String(p[1] ?? 'NAME')}\` and paste its output`,
+        },
+      ),
+    ),
+    certificate: Type.Optional(
+      Type.Object(
+        {
+          subject_cn: Type.Optional(
+            Type.String({
+              minLength: 1,
+              description: "The certificate's subject common name (CN) that identifies this user.",
+            }),
+          ),
+          san: Type.Optional(
+            Type.Array(Type.String({ minLength: 1, description: 'e.g. email:alice@example.org' }), {
+              minItems: 1,
+              description:
+                'Subject alternative names that identify this user, written as OpenSSL prints them: email:…, DNS:…, URI:…, IP Address:….',
+            }),
+          ),
+        },
+        {
+          ...strict,
+          description:
+            'Client certificate (mTLS, signed by tls.client_ca) that identifies this user: by subject CN, by SAN, or by either; `{}` means CN = the user name.',
+        },
+      ),
+    ),
+    auth: Type.Optional(
+      annotate(
+        literals(USER_AUTH_METHODS, {
+          description:
+            'How the user proves who it is: password (SCRAM), certificate (mTLS), or both (two factors). Default: both when password and certificate are set, else the one that is.',
+        }),
+        { computedDefault: 'both when password and certificate are set, else the one set' },
+      ),
     ),
     roles: filled(
       Type.Array(Type.String({ minLength: 1, description: 'Name of an entry of roles.' }), {
         default: [],
-        description: 'Roles granted to this user (names of entries of roles).',
+        description:
+          'Roles granted to this user (names of entries of roles). Several roles combine: what any one allows is allowed, unless another denies it. A user with no roles can log in but run nothing.',
       }),
     ),
     databases: Type.Optional(
       Type.Array(Type.String({ minLength: 1, description: 'Name of an entry of databases.' }), {
         description: 'Entries of databases this user may connect to; all of them when unset.',
       }),
+    ),
+    cidrs: Type.Optional(
+      Type.Array(cidr('An address or network.'), {
+        description: 'Client addresses this user may connect from; any when unset.',
+      }),
+    ),
+    actor: Type.Optional(
+      Type.Object(
+        {
+          roles: Type.Array(Type.String({ minLength: 1, description: 'Name of an entry of roles.' }), {
+            minItems: 1,
+            description:
+              'Roles an actor token may grant through this user; a token asking for any other is refused.',
+          }),
+        },
+        {
+          ...strict,
+          description:
+            "A service user that may assert the acting person with SET [LOCAL] pgwarden.actor = '<JWT>' (verified with access.jwt). The actor's roles then replace the user's own.",
+        },
+      ),
+    ),
+    break_glass: Type.Optional(
+      Type.Object(
+        {
+          role: Type.String({ minLength: 1, description: 'Name of an entry of roles.' }),
+          max_duration: filled(
+            duration('How long emergency access lasts before it ends on its own.', {
+              default: '60m',
+              min: 1,
+            }),
+          ),
+        },
+        {
+          ...strict,
+          description:
+            "Emergency access: SET pgwarden.break_glass = '<reason>' gives this role (instead of the user's own) for max_duration; every statement is marked in audit.",
+        },
+      ),
     ),
   },
   { ...strict, description: 'One client identity.' },
@@ -692,11 +798,97 @@ export const STATEMENT_KINDS = [
 ] as const;
 export type StatementKind = (typeof STATEMENT_KINDS)[number];
 
+const patternList = (description: string, example: string) =>
+  Type.Array(
+    Type.String({
+      pattern: '^[^\\s]+$',
+      description: `A name or glob pattern (* matches any characters), e.g. ${example}.`,
+    }),
+    { description },
+  );
+
 const RoleSchema = Type.Object(
   {
+    admin: filled(
+      Type.Boolean({
+        default: false,
+        description:
+          'Admin roles are exempt from the default guardrails (DDL, TRUNCATE, ALTER SYSTEM, COPY with files or programs, DO, SET ROLE, server file and large-object functions, UPDATE/DELETE without WHERE). Table, column and function denials still apply.',
+      }),
+    ),
+    databases: Type.Optional(
+      NameList('Entries of databases this role may be used in; all of them when unset.'),
+    ),
     statements: Type.Optional(
       Type.Array(literals(STATEMENT_KINDS, { description: 'A kind of SQL statement.' }), {
-        description: `Kinds of statement this role may run: ${STATEMENT_KINDS.join(', ')}.`,
+        description: `Kinds of statement this role may run: ${STATEMENT_KINDS.join(', ')}. None when unset.`,
+      }),
+    ),
+    tables: Type.Optional(
+      Type.Object(
+        {
+          allow: Type.Optional(
+            patternList(
+              'Relations (schema.table patterns) this role may touch; any not denied when unset.',
+              'public.*',
+            ),
+          ),
+          deny: Type.Optional(
+            patternList('Relations (schema.table patterns) this role may not touch.', 'public.audit_*'),
+          ),
+        },
+        { ...strict, description: 'Table and view rules, as schema.table glob patterns (case-sensitive).' },
+      ),
+    ),
+    columns: Type.Optional(
+      Type.Object(
+        {
+          deny: patternList(
+            'Columns (schema.table.column) that may not be referenced at all, not even in WHERE; `SELECT *` over their table is refused too.',
+            'public.patients.ssn',
+          ),
+        },
+        { ...strict, description: 'Column rules.' },
+      ),
+    ),
+    functions: Type.Optional(
+      Type.Object(
+        {
+          allow: Type.Optional(
+            patternList(
+              'When set, only functions matching these (name or schema.name) may be called.',
+              'lower',
+            ),
+          ),
+          deny: Type.Optional(
+            patternList(
+              'Functions (name or schema.name patterns) this role may not call, on top of the guardrail list.',
+              'public.purge_*',
+            ),
+          ),
+        },
+        { ...strict, description: 'Function rules; an unqualified call matches by its bare name.' },
+      ),
+    ),
+    require_where: filled(
+      Type.Boolean({
+        default: true,
+        description: 'Refuse UPDATE and DELETE without a WHERE clause (non-admin roles).',
+      }),
+    ),
+    max_rows: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        description:
+          'Most rows one statement may return; beyond it the result is stopped with SQLSTATE 54000.',
+      }),
+    ),
+    idle_timeout: Type.Optional(
+      duration('Automatic logoff for sessions with this role when idle outside a transaction.', { min: 1 }),
+    ),
+    cidrs: Type.Optional(
+      Type.Array(cidr('An address or network.'), {
+        description: 'Client addresses this role may be used from; any when unset.',
       }),
     ),
     masks: Type.Optional(
@@ -718,6 +910,121 @@ const RoleSchema = Type.Object(
     ),
   },
   { ...strict, description: 'A named set of permissions granted to users.' },
+);
+
+export const JWT_ALGORITHMS = ['HS256', 'RS256', 'EdDSA'] as const;
+
+const JwtKeySchema = withExtra<{
+  /** Content of secret_file, read at load. */
+  readonly secret?: string;
+  /** Content of public_key_file, read at load. */
+  readonly public_key?: string;
+}>()(
+  Type.Object(
+    {
+      alg: literals(JWT_ALGORITHMS, { description: 'Signature algorithm of this key.' }),
+      kid: Type.Optional(Type.String({ minLength: 1, description: "Key id; a token's kid must match." })),
+      secret_file: Type.Optional(secretFile('HS256: file with the shared secret (at least 32 bytes).')),
+      public_key_file: Type.Optional(secretFile('RS256 / EdDSA: the public key (PEM).')),
+    },
+    { ...strict, description: 'One key that verifies actor tokens.' },
+  ),
+);
+
+const AccessSchema = Type.Object(
+  {
+    enforce: filled(
+      Type.Boolean({
+        default: true,
+        description:
+          'Check every statement against the roles. false turns SQL policy off (logins, addresses and lockouts still apply); for benchmarks and migrations only.',
+      }),
+    ),
+    deny_cidrs: filled(
+      Type.Array(cidr('An address or network.'), {
+        default: [],
+        description: 'Client addresses refused for every user, before authentication.',
+      }),
+    ),
+    search_path: filled(
+      Type.Array(Type.String({ minLength: 1, description: 'A schema name.' }), {
+        default: ['public'],
+        minItems: 1,
+        description:
+          'search_path pinned for sessions whose roles have table or column rules; they may not change it. Unqualified names are checked against every schema in it (and pg_catalog, pg_temp).',
+      }),
+    ),
+    policy_cache_size: filled(
+      Type.Integer({
+        minimum: 16,
+        maximum: 1_000_000,
+        default: 10_000,
+        description: 'Parsed statements cached per worker, by statement text (LRU).',
+      }),
+    ),
+    lockout: filled(
+      Type.Object(
+        {
+          max_failures: filled(
+            Type.Integer({
+              minimum: 0,
+              default: 5,
+              description:
+                'Failed logins per user name or per client address within window before further attempts are refused; 0 disables lockout.',
+            }),
+          ),
+          window: filled(duration('Window in which failures count.', { default: '5m', min: 1 })),
+          cooldown: filled(duration('How long a lockout lasts.', { default: '15m', min: 1 })),
+        },
+        { ...strict, default: {}, description: 'Brute-force lockout.' },
+      ),
+    ),
+    jwt: Type.Optional(
+      withExtra<{
+        /** Content of jwks_file, read at load. */
+        readonly jwks?: string;
+      }>()(
+        Type.Object(
+          {
+            issuer: Type.Optional(
+              Type.Array(Type.String({ minLength: 1, description: 'An issuer.' }), {
+                minItems: 1,
+                description: "Accepted values of the token's iss claim.",
+              }),
+            ),
+            audience: Type.Optional(
+              Type.Array(Type.String({ minLength: 1, description: 'An audience.' }), {
+                minItems: 1,
+                description: "Accepted values of the token's aud claim (any one must match).",
+              }),
+            ),
+            keys: filled(Type.Array(JwtKeySchema, { default: [], description: 'Keys that verify tokens.' })),
+            jwks_file: Type.Optional(secretFile('A JWKS document (JSON) with more verification keys.')),
+            clock_skew: filled(duration('Tolerance for exp and nbf.', { default: '30s', min: 0 })),
+            subject_claim: filled(
+              Type.String({ minLength: 1, default: 'sub', description: 'Claim that names the actor.' }),
+            ),
+            roles_claim: filled(
+              Type.String({
+                minLength: 1,
+                default: 'roles',
+                description: "Claim with the actor's roles (an array of role names).",
+              }),
+            ),
+          },
+          {
+            ...strict,
+            description: 'Verification of actor tokens (SET pgwarden.actor) for users with `actor`.',
+          },
+        ),
+      ),
+    ),
+  },
+  {
+    ...strict,
+    default: {},
+    description: 'Access control: SQL policy, address rules, lockout, actor tokens.',
+  },
 );
 
 const WorkersUnion = Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 1, maximum: 256 })], {
@@ -764,6 +1071,7 @@ export const ConfigSchema = Type.Object(
     timeouts: filled(TimeoutsSchema),
     log: filled(LogSchema),
     audit: Type.Optional(AuditSchema),
+    access: filled(AccessSchema),
     databases: nameMap(DatabaseSchema, {
       pattern: PG_NAME_PATTERN,
       keyLabel: 'database',
@@ -803,6 +1111,7 @@ export type PoolConfig = DatabaseConfig['pool'];
 export type UserConfig = PgwardenConfig['users'][string];
 export type RoleConfig = PgwardenConfig['roles'][string];
 export type ServerTlsConfig = NonNullable<PgwardenConfig['tls']>;
+export type AccessConfig = PgwardenConfig['access'];
 
 export const CONFIG_SCHEMA_ID = 'urn:pgwarden:config';
 

@@ -122,6 +122,64 @@ export const ERRORS = {
     message: 'audit log unavailable: ending the session because its statements cannot be recorded',
     hint: 'The audit sink failed (disk full, I/O or permission error); reconnect once it is writable again.',
   },
+  PGW_ERR_POLICY_DENIED: {
+    sqlstate: '42501',
+    severity: 'ERROR',
+    message: 'permission denied by pgwarden policy: %s',
+  },
+  PGW_ERR_SQL_UNPARSABLE: {
+    sqlstate: '42601',
+    severity: 'ERROR',
+    message: 'statement refused, it does not parse: %s',
+    hint: 'pgwarden refuses statements it cannot parse (PostgreSQL 17 grammar).',
+  },
+  PGW_ERR_MAX_ROWS: {
+    sqlstate: '54000',
+    severity: 'ERROR',
+    message: "result stopped by pgwarden: more than %s rows (max_rows of the session's roles)",
+    hint: 'Add a LIMIT or a narrower WHERE clause, or ask for a role with a higher max_rows.',
+  },
+  PGW_ERR_ADDRESS_DENIED: {
+    sqlstate: '28000',
+    severity: 'FATAL',
+    message: 'connections from this client address are not allowed',
+  },
+  PGW_ERR_LOCKED_OUT: {
+    sqlstate: '28000',
+    severity: 'FATAL',
+    message: 'too many failed login attempts: try again later',
+  },
+  PGW_ERR_PROXY_HEADER: {
+    sqlstate: '08P01',
+    severity: 'FATAL',
+    message: 'invalid PROXY protocol header: %s',
+  },
+  PGW_ERR_ACTOR_TOKEN: {
+    sqlstate: '28000',
+    severity: 'ERROR',
+    message: 'actor token refused: %s',
+  },
+  PGW_ERR_ACTOR_NOT_ALLOWED: {
+    sqlstate: '42501',
+    severity: 'ERROR',
+    message: 'user "%s" may not assert an actor',
+  },
+  PGW_ERR_BREAK_GLASS_NOT_ALLOWED: {
+    sqlstate: '42501',
+    severity: 'ERROR',
+    message: 'user "%s" has no emergency access (break_glass)',
+  },
+  PGW_ERR_BREAK_GLASS_REASON: {
+    sqlstate: '22023',
+    severity: 'ERROR',
+    message: "break-glass access needs a reason: SET pgwarden.break_glass = '<reason>'",
+  },
+  PGW_ERR_PGWARDEN_SETTING: {
+    sqlstate: '42501',
+    severity: 'ERROR',
+    message: 'pgwarden setting %s cannot be set this way',
+    hint: "Use SET [LOCAL] pgwarden.actor = '<token>' or SET pgwarden.break_glass = '<reason>' as a statement of its own.",
+  },
   PGW_ERR_INTERNAL: {
     sqlstate: 'XX000',
     severity: 'FATAL',
@@ -137,6 +195,8 @@ export class PgwardenError extends Error {
   readonly severity: Severity;
   readonly hint: string | undefined;
   readonly detail: string | undefined;
+  /** 1-based character position in the statement (ErrorResponse field P), when the error points into it. */
+  position: number | undefined;
   constructor(
     readonly code: ErrorCode,
     args: ReadonlyArray<string | number> = [],

@@ -9,15 +9,35 @@ import { loadPgwardenWasm } from '../wasm/loader.js';
 import type { PgwardenConfig } from '../config/load.js';
 import type { DatabaseEntry, RuntimeSettings, UserEntry } from './runtime.js';
 import { buildClientTls } from './tls.js';
+import { defaultAuthMethod } from '../config/load.js';
+import { CidrSet } from '../net/cidr.js';
+import { buildPolicyRuntime } from '../policy/policy-runtime.js';
 
 export function buildRuntime(config: PgwardenConfig, workerCount: number): RuntimeSettings {
   // Fail at start (or refuse the reload), not at the first client, when the WASM build is missing or stale.
   if (config.framing === 'wasm') loadPgwardenWasm();
   const users = new Map<string, UserEntry>();
   for (const [name, u] of Object.entries(config.users)) {
-    const verifier = parseScramVerifier(u.password);
-    if (!verifier) throw new Error(`users.${name}.password: not a valid SCRAM-SHA-256 verifier`);
-    users.set(name, { verifier, roles: u.roles, databases: u.databases ? new Set(u.databases) : null });
+    const verifier = u.password === undefined ? null : parseScramVerifier(u.password);
+    if (u.password !== undefined && !verifier)
+      throw new Error(`users.${name}.password: not a valid SCRAM-SHA-256 verifier`);
+    users.set(name, {
+      verifier,
+      auth: u.auth ?? defaultAuthMethod(u),
+      certificate: u.certificate
+        ? {
+            subjectCn: u.certificate.subject_cn ?? (u.certificate.san ? null : name),
+            san: u.certificate.san ?? [],
+          }
+        : null,
+      roles: u.roles,
+      databases: u.databases ? new Set(u.databases) : null,
+      cidrs: u.cidrs ? new CidrSet(u.cidrs) : null,
+      actorRoles: u.actor ? new Set(u.actor.roles) : null,
+      breakGlass: u.break_glass
+        ? { role: u.break_glass.role, maxDurationMs: u.break_glass.max_duration }
+        : null,
+    });
   }
   const databases = new Map<string, DatabaseEntry>();
   for (const [name, d] of Object.entries(config.databases)) {
@@ -54,6 +74,7 @@ export function buildRuntime(config: PgwardenConfig, workerCount: number): Runti
         cert: fs.readFileSync(config.tls.cert),
         key: fs.readFileSync(config.tls.key),
         ca: config.tls.ca ? fs.readFileSync(config.tls.ca) : undefined,
+        clientCa: config.tls.client_ca ? fs.readFileSync(config.tls.client_ca) : undefined,
         minVersion: config.tls.min_version,
         ciphers: config.tls.ciphers,
       })
@@ -64,7 +85,7 @@ export function buildRuntime(config: PgwardenConfig, workerCount: number): Runti
   // material the nodes share — the TLS key, else the users' server keys.
   const mockKeying = config.tls
     ? fs.readFileSync(config.tls.key)
-    : Buffer.concat([...users.values()].map((u) => u.verifier.serverKey));
+    : Buffer.concat([...users.values()].flatMap((u) => (u.verifier ? [u.verifier.serverKey] : [])));
   const mockSecret = crypto.createHmac('sha256', mockKeying).update('pgwarden scram mock salt v1').digest();
   return {
     mockSecret,
@@ -84,6 +105,7 @@ export function buildRuntime(config: PgwardenConfig, workerCount: number): Runti
     serverLifetimeMs: t.server_lifetime,
     drainMs: t.drain,
     users,
+    policy: buildPolicyRuntime(config),
     databases,
   };
 }

@@ -35,6 +35,16 @@ import {
 } from '../protocol/message-stream.js';
 import * as writer from '../protocol/writer.js';
 import { upgradeClient } from './tls.js';
+import { StatementGate } from './statement-gate.js';
+import { ProxyHeaderParser } from './proxy-protocol.js';
+import {
+  certificateNamesUser,
+  verifiedClientCertificate,
+  type ClientCertificate,
+} from '../auth/client-cert.js';
+import { lockoutKeys } from '../auth/lockout.js';
+import { sendCancel } from '../backend/cancel.js';
+import { SessionPolicy } from '../policy/session-policy.js';
 import type { DatabaseEntry, UserEntry } from './runtime.js';
 import type { WorkerContext } from './worker-context.js';
 
@@ -67,6 +77,9 @@ const AUDITED_WANTS = wantTable([
   [FrontendCode.FunctionCall, Want.Code],
   [FrontendCode.Terminate, Want.Code],
 ]);
+
+/** Forwarding under SQL policy: every message whole, so any of them can be judged, replaced or held back. */
+const GATED_WANTS = ALL_BYTES;
 
 /** Largest SASL message accepted before login (PostgreSQL: PG_MAX_AUTH_TOKEN_LENGTH 65535, plus the header). */
 const MAX_AUTH_MESSAGE = 65535 + 5;
@@ -112,6 +125,20 @@ export class ClientSession implements ServerOwner {
   private auditedOnlySimple = true;
   /** Bytes queued towards a slow peer before reading from the other side pauses (limits.write_buffer_high_water). */
   private readonly highWater: number;
+  /** The client's address: the socket's peer, or the one a trusted load balancer's PROXY header carries. */
+  private clientAddress: string | null;
+  private clientPort: number | null;
+  private clientCert: ClientCertificate | null = null;
+  private authMethod = 'scram-sha-256';
+  /** SQL policy for this session; null when access.enforce is off (then nothing is parsed). */
+  private gate: StatementGate | null = null;
+  /** Gated forwarding: the messages (or replacements) of the read being processed, in order. */
+  private out: Buffer[] = [];
+  private sentRoundTrips = 0;
+  private doneRoundTrips = 0;
+  /** Rows of the current statement's result, against max_rows; rows are dropped until ReadyForQuery once hit. */
+  private rowCount = 0;
+  private rowStop = false;
 
   constructor(
     private readonly raw: net.Socket,
@@ -121,7 +148,8 @@ export class ClientSession implements ServerOwner {
     const rt = ctx.runtime;
     this.highWater = rt.writeBufferHighWater;
     this.audit = ctx.audit ? ctx.audit.forSession() : null;
-    this.audit?.connectionOpen(raw.remoteAddress, raw.remotePort);
+    this.clientAddress = raw.remoteAddress ?? null;
+    this.clientPort = raw.remotePort ?? null;
     this.stream = this.newStartupStream();
     stats.clientConnectionsOpened++;
     stats.clientConnectionsActive++;
@@ -129,10 +157,50 @@ export class ClientSession implements ServerOwner {
     raw.setNoDelay(true);
     raw.on('error', () => this.close());
     raw.on('close', () => this.close());
-    raw.on('data', (chunk: Buffer) => this.onFirstData(chunk));
     this.startupTimer = setTimeout(() => {
       this.fail(pgwError('PGW_ERR_STARTUP_TIMEOUT', rt.startupTimeoutMs));
     }, rt.startupTimeoutMs);
+    const trusted = rt.policy.proxyTrusted;
+    if (trusted && this.clientAddress !== null && trusted.has(this.clientAddress)) {
+      const parser = new ProxyHeaderParser();
+      raw.on('data', (chunk: Buffer) => this.onProxyData(parser, chunk));
+      return;
+    }
+    if (!this.addressAllowed()) return;
+    this.audit?.connectionOpen(this.clientAddress ?? undefined, this.clientPort ?? undefined);
+    raw.on('data', (chunk: Buffer) => this.onFirstData(chunk));
+  }
+
+  /** A trusted load balancer's connection: its PROXY header says who the client is; the rest is PostgreSQL. */
+  private onProxyData(parser: ProxyHeaderParser, chunk: Buffer): void {
+    const result = parser.push(chunk);
+    if (result.state === 'more') return;
+    this.raw.removeAllListeners('data');
+    if (result.state === 'error') {
+      stats.protocolErrors++;
+      this.fail(pgwError('PGW_ERR_PROXY_HEADER', result.message));
+      return;
+    }
+    const source = result.header.source;
+    if (source) {
+      this.clientAddress = source.address;
+      this.clientPort = source.port;
+    }
+    if (!this.addressAllowed()) return;
+    this.audit?.connectionOpen(this.clientAddress ?? undefined, this.clientPort ?? undefined);
+    if (result.rest.length > 0) this.onFirstData(result.rest);
+    else this.raw.once('data', (c: Buffer) => this.onFirstData(c));
+  }
+
+  /** access.deny_cidrs, checked before anything else is read from the client. */
+  private addressAllowed(): boolean {
+    if (this.clientAddress !== null && this.ctx.runtime.policy.denyCidrs.has(this.clientAddress)) {
+      stats.addressRefusals++;
+      log.info('client address refused', { rule: 'access.deny_cidrs', worker: this.ctx.workerIndex });
+      this.fail(pgwError('PGW_ERR_ADDRESS_DENIED'));
+      return false;
+    }
+    return true;
   }
 
   private newStartupStream(): MessageStream {
@@ -154,6 +222,15 @@ export class ClientSession implements ServerOwner {
   /** The first read tells a PG17 direct-TLS handshake (a TLS record, 0x16) from the PostgreSQL startup packet. */
   private onFirstData(chunk: Buffer): void {
     this.raw.removeAllListeners('data');
+    if (this.ctx.runtime.policy.proxyTrusted && (chunk[0] === 0x50 || chunk[0] === 0x0d)) {
+      // "PROXY " (v1) or "\r\n\r\n..." (v2), which no startup packet can begin with: a PROXY header from an
+      // address that is not a trusted load balancer would let any client claim any address.
+      stats.addressRefusals++;
+      this.fail(
+        pgwError('PGW_ERR_PROXY_HEADER', 'sent from an address that is not in listen.proxy_protocol.trusted'),
+      );
+      return;
+    }
     if (chunk[0] === 0x16) {
       const clientTls = this.ctx.runtime.tls;
       if (!clientTls) {
@@ -297,17 +374,70 @@ export class ClientSession implements ServerOwner {
       this.negotiate = writer.negotiateProtocolVersion(0, unknownOptions);
     }
     this.user = rt.users.get(user);
+    this.phase = 'auth';
+    this.stream.want = AUTH_WANTS;
+    const lockout = this.ctx.lockoutStore();
+    if (!lockout) {
+      this.beginAuthentication();
+      return;
+    }
+    // Locked names and addresses are refused before any credential is looked at, known user or not, so the
+    // refusal says nothing about which names exist.
+    this.io.pause();
+    lockout.lockedFor(lockoutKeys(user, this.clientAddress), Date.now()).then(
+      (ms) => {
+        if (this.phase !== 'auth') return;
+        if (ms > 0) {
+          stats.lockouts++;
+          this.audit?.lockout(user, this.clientAddress, Date.now() + ms);
+          log.info('login refused: locked out', { worker: this.ctx.workerIndex });
+          this.fail(pgwError('PGW_ERR_LOCKED_OUT'));
+          return;
+        }
+        this.io.resume();
+        this.beginAuthentication();
+      },
+      (e: unknown) => this.internalError(e),
+    );
+  }
+
+  /**
+   * Decides the factors: a verified client certificate that names the user, a SCRAM exchange, or both. Whatever
+   * is missing, the client gets the same SCRAM challenge (against a mock verifier when the password cannot
+   * succeed), so neither an unknown name nor a certificate-only account is told apart from a wrong password.
+   */
+  private beginAuthentication(): void {
+    const rt = this.ctx.runtime;
+    const user = this.user;
+    if (this.tlsActive && rt.tls?.requestCert)
+      this.clientCert = verifiedClientCertificate(this.io as tls.TLSSocket);
+    const certOk =
+      user?.certificate != null &&
+      this.clientCert !== null &&
+      certificateNamesUser(this.clientCert, user.certificate);
+    if (user && user.auth === 'certificate' && certOk) {
+      this.authMethod = 'cert';
+      this.phase = 'connecting';
+      this.io.pause();
+      if (this.negotiate) this.io.write(this.negotiate);
+      void this.connectUpstream();
+      return;
+    }
+    const passwordCanSucceed =
+      user !== undefined && user.auth !== 'certificate' && (user.auth === 'password' || certOk);
+    if (user && user.auth === 'both') this.authMethod = 'cert+scram-sha-256';
+    this.certificateMissing = user !== undefined && !passwordCanSucceed;
     this.scram = new ScramServerSession({
-      verifier: this.user?.verifier ?? null,
-      username: user,
+      verifier: passwordCanSucceed ? user.verifier : null,
+      username: this.userName,
       mockSecret: rt.mockSecret,
       channelBinding: this.tlsActive && rt.tls ? rt.tls.endPointHash : null,
     });
-    this.phase = 'auth';
-    this.stream.want = AUTH_WANTS;
     const request = writer.authenticationSASL(this.scram.mechanisms());
     this.io.write(this.negotiate ? Buffer.concat([this.negotiate, request]) : request);
   }
+  /** The user exists but lacks the certificate its config asks for (logged as such; the client sees 28P01). */
+  private certificateMissing = false;
 
   // ---- authentication -----------------------------------------------------------------------------------------
 
@@ -329,7 +459,7 @@ export class ClientSession implements ServerOwner {
       if (!(e instanceof ScramError)) throw e;
       if (e.reason === 'bad-proof') {
         this.authFailed(
-          this.user ? 'bad_password' : 'unknown_user',
+          this.certificateMissing ? 'certificate' : this.user ? 'bad_password' : 'unknown_user',
           pgwError('PGW_ERR_AUTH_FAILED', this.userName),
         );
       } else if (e.reason === 'channel-binding') {
@@ -352,6 +482,9 @@ export class ClientSession implements ServerOwner {
     stats.authFailures[reason]++;
     this.audit?.loginFailure(this.userName, reason, this.tlsInfo());
     log.info('client authentication failed', { reason, worker: this.ctx.workerIndex });
+    if (this.userName && reason !== 'tls_required' && reason !== 'database_not_allowed') {
+      void this.ctx.lockoutStore()?.recordFailure(lockoutKeys(this.userName, this.clientAddress), Date.now());
+    }
     this.fail(error);
   }
 
@@ -366,6 +499,19 @@ export class ClientSession implements ServerOwner {
     }
     if (this.audit && !this.audit.available && this.ctx.audit!.refuseWhenUnavailable) {
       return this.fail(pgwError('PGW_ERR_AUDIT_UNAVAILABLE_SESSION'));
+    }
+    const user = this.user!;
+    // Checked after authentication, so an address rule says nothing to someone who does not hold the credentials.
+    if (user.cidrs && (this.clientAddress === null || !user.cidrs.has(this.clientAddress))) {
+      stats.addressRefusals++;
+      this.audit?.loginFailure(this.userName, 'address_not_allowed', this.tlsInfo());
+      return this.fail(pgwError('PGW_ERR_ADDRESS_DENIED'));
+    }
+    // Only the name is cleared: one valid account must not reset its address's count between guesses at others.
+    void this.ctx.lockoutStore()?.recordSuccess(lockoutKeys(this.userName, null), Date.now());
+    if (rt.policy.enforce) {
+      const refusal = this.preparePolicy(db.name);
+      if (refusal) return this.fail(refusal);
     }
     const pool = this.ctx.poolFor(db);
     let server: ServerConnection;
@@ -387,7 +533,9 @@ export class ClientSession implements ServerOwner {
     if (this.startupTimer) clearTimeout(this.startupTimer);
     this.startupTimer = null;
     this.txStatus = server.txStatus;
-    const parts: Buffer[] = [writer.authenticationSASLFinal(this.scramFinal!), writer.authenticationOk()];
+    const parts: Buffer[] = this.scramFinal
+      ? [writer.authenticationSASLFinal(this.scramFinal), writer.authenticationOk()]
+      : [writer.authenticationOk()];
     for (const [name, value] of server.params) parts.push(writer.parameterStatus(name, value));
     parts.push(
       writer.backendKeyData(key.processId, key.secret.readInt32BE(0)),
@@ -395,17 +543,60 @@ export class ClientSession implements ServerOwner {
     );
     this.io.write(Buffer.concat(parts));
     this.phase = 'active';
-    this.stream.want = this.audit ? AUDITED_WANTS : ACTIVE_WANTS;
-    // Statements are read whole only when audited; their size is bounded by max_message_size like any message.
+    this.stream.want = this.gate ? GATED_WANTS : this.audit ? AUDITED_WANTS : ACTIVE_WANTS;
+    // Statements are read whole only when audited or judged; their size is bounded by max_message_size.
     this.stream.maxAssembly = Number.POSITIVE_INFINITY;
     if (this.audit) {
-      this.audit.loginSuccess(this.userName, db.name, this.tlsInfo());
+      this.audit.loginSuccess(
+        this.userName,
+        db.name,
+        this.tlsInfo(),
+        this.authMethod,
+        this.clientCert?.subject ?? null,
+      );
       server.trackOutcomes(true);
     }
+    if (this.gate) server.setRewriting(true);
     this.lastActivity = Date.now();
     server.attach(this);
     this.io.resume();
     log.debug('session started', { worker: this.ctx.workerIndex, database: db.name, server: server.id });
+  }
+
+  /**
+   * Sets up the statement gate. search_path is pinned when any role the session could take on (its own, an
+   * actor's, its break-glass role) has table or column rules: unqualified names must resolve where the rules
+   * expect them, so the client may not choose the path, neither at startup nor later.
+   */
+  private preparePolicy(database: string): PgwardenError | null {
+    const rt = this.ctx.runtime;
+    const user = this.user!;
+    const possible = [
+      ...user.roles,
+      ...(user.actorRoles ?? []),
+      ...(user.breakGlass ? [user.breakGlass.role] : []),
+    ];
+    const pinned = possible.some((name) => rt.policy.roles.get(name)?.restrictsNames === true);
+    for (const [name, value] of this.upstreamParams) {
+      if (/pgwarden\./i.test(name) || (name === 'options' && /pgwarden\./i.test(value))) {
+        return pgwError('PGW_ERR_PGWARDEN_SETTING', 'in the startup packet');
+      }
+      if (pinned && (name === 'search_path' || (name === 'options' && /search_path/i.test(value)))) {
+        return pgwErrorWithDetail(
+          'PGW_ERR_POLICY_DENIED',
+          'Rule: access.search_path.',
+          'search_path is pinned for this user and cannot be set at startup',
+        );
+      }
+    }
+    if (pinned) this.upstreamParams.push(['search_path', rt.policy.searchPath.map(quoteIdent).join(', ')]);
+    const policy = new SessionPolicy(this.userName, user, database, this.clientAddress);
+    this.gate = new StatementGate(policy, pinned, {
+      policy: () => this.ctx.runtime.policy,
+      audit: this.audit,
+      transactionFailed: () => this.txStatus === TxStatus.Failed,
+    });
+    return null;
   }
 
   private upstreamFailed(db: DatabaseEntry, e: unknown): void {
@@ -438,11 +629,15 @@ export class ClientSession implements ServerOwner {
     this.auditedInChunk = 0;
     this.queriesInChunk = 0;
     this.auditedOnlySimple = true;
+    if (this.gate) this.out = [];
     const error = this.stream.push(chunk);
     if (error !== FrameError.None) {
       this.frameError(error);
       return;
     }
+    // Under policy what leaves is the judged messages (and replacements), not the read as it came.
+    if (this.gate) chunk = this.takeOut();
+    if (chunk.length === 0 && this.terminateAt < 0) return;
     if (this.audit) {
       if (!this.audit.available && this.ctx.audit!.refuseWhenUnavailable && this.auditedInChunk > 0) {
         this.refuseUnaudited(chunk);
@@ -494,6 +689,10 @@ export class ClientSession implements ServerOwner {
     const error = pgwError('PGW_ERR_AUDIT_UNAVAILABLE');
     this.audit?.refusal(error.sqlstate, 'audit log unavailable');
     if (this.auditedOnlySimple && this.queriesInChunk > 0) {
+      // None of these Queries reaches PostgreSQL: their round trips (and any refusal the gate queued for them)
+      // are answered here.
+      this.sentRoundTrips -= this.queriesInChunk;
+      this.gate?.forgetAfter(this.sentRoundTrips);
       const parts: Buffer[] = [];
       for (let i = 0; i < this.queriesInChunk; i++)
         parts.push(writer.errorResponse(error), writer.readyForQuery(this.txStatus));
@@ -506,10 +705,64 @@ export class ClientSession implements ServerOwner {
   }
 
   private onActiveMessage(code: number, start: number, bytes: Buffer | null): void {
+    if (this.gate) {
+      if (this.terminateAt >= 0) return; // nothing after Terminate is forwarded
+      this.noteActiveMessage(code, start, bytes);
+      this.gateMessage(code, bytes!);
+      return;
+    }
+    this.noteActiveMessage(code, start, bytes);
+  }
+
+  /** Policy: each message goes out as itself or as the gate's replacement; contiguous views stay one slice. */
+  private gateMessage(code: number, msg: Buffer): void {
+    const gate = this.gate!;
+    let forward = msg;
+    switch (code) {
+      case FrontendCode.Query:
+        forward = gate.query(msg, this.sentRoundTrips);
+        break;
+      case FrontendCode.Parse:
+        forward = gate.parse(msg, this.sentRoundTrips + 1);
+        break;
+      case FrontendCode.Bind:
+        forward = gate.bind(msg, this.sentRoundTrips + 1);
+        break;
+      case FrontendCode.Execute:
+        forward = gate.execute(msg, this.sentRoundTrips + 1);
+        break;
+      case FrontendCode.Close:
+        gate.close(msg);
+        break;
+      case FrontendCode.FunctionCall:
+        forward = gate.functionCall(msg, this.sentRoundTrips);
+        break;
+      case FrontendCode.Terminate:
+        // sendToServer closes after what was gathered before the Terminate.
+        this.terminateAt = this.out.reduce((n, b) => n + b.length, 0);
+        return;
+    }
+    const last = this.out.length - 1;
+    const prev = last >= 0 ? this.out[last] : null;
+    if (prev && prev.buffer === forward.buffer && prev.byteOffset + prev.length === forward.byteOffset) {
+      this.out[last] = Buffer.from(prev.buffer, prev.byteOffset, prev.length + forward.length);
+    } else {
+      this.out.push(forward);
+    }
+  }
+
+  private takeOut(): Buffer {
+    const out = this.out;
+    this.out = [];
+    return out.length === 1 ? out[0] : Buffer.concat(out);
+  }
+
+  private noteActiveMessage(code: number, start: number, bytes: Buffer | null): void {
     switch (code) {
       case FrontendCode.Query:
       case FrontendCode.Sync:
       case FrontendCode.FunctionCall:
+        this.sentRoundTrips++;
         if (this.outstanding++ === 0) this.roundTripStart = performance.now();
         if (code === FrontendCode.Query) {
           stats.statements++;
@@ -550,6 +803,64 @@ export class ClientSession implements ServerOwner {
         if (this.terminateAt < 0) this.terminateAt = Math.max(start, 0);
         return;
     }
+  }
+
+  /** Policy sessions: the server's messages one by one, to be forwarded, replaced or held back. */
+  serverMessage(code: number, msg: Buffer): void {
+    const gate = this.gate!;
+    if (code === BackendCode.ReadyForQuery) {
+      this.rowStop = false;
+      this.rowCount = 0;
+      gate.roundTripEnded(++this.doneRoundTrips);
+      this.out.push(msg);
+      this.serverReady(msg[5]);
+      if (msg[5] === TxStatus.Idle) gate.transactionEnded();
+      return;
+    }
+    if (this.rowStop) return; // the rest of a result stopped at max_rows, up to ReadyForQuery
+    switch (code) {
+      case BackendCode.ErrorResponse: {
+        this.rowCount = 0;
+        const refusal = gate.takeRefusal(decodeErrorFields(msg).get('M'));
+        const forward = refusal ?? msg;
+        if (this.audit) this.serverOutcome(code, forward);
+        this.out.push(forward);
+        return;
+      }
+      case BackendCode.CommandComplete:
+        this.rowCount = 0;
+        if (this.audit) this.serverOutcome(code, msg);
+        break;
+      case BackendCode.DataRow:
+      case BackendCode.CopyData:
+        if (++this.rowCount > (gate.policy.roles(this.ctx.runtime.policy).maxRows ?? Infinity)) {
+          this.stopRows();
+          return;
+        }
+        break;
+    }
+    this.out.push(msg);
+  }
+
+  /** max_rows reached: the client gets an error now, PostgreSQL is asked to stop, and the rest is dropped. */
+  private stopRows(): void {
+    const maxRows = this.gate!.policy.roles(this.ctx.runtime.policy).maxRows!;
+    this.rowStop = true;
+    stats.rowLimitStops++;
+    const error = pgwError('PGW_ERR_MAX_ROWS', maxRows);
+    this.audit?.refusal(error.sqlstate, error.message);
+    this.out.push(writer.errorResponse(error));
+    const server = this.server;
+    if (server) {
+      void sendCancel(server.settings, server.processId, server.secret).catch(() => {
+        // The result is dropped either way; the cancel only saves PostgreSQL the work.
+      });
+    }
+  }
+
+  serverChunkEnd(): void {
+    if (this.out.length === 0) return;
+    this.serverData(this.takeOut());
   }
 
   serverData(chunk: Buffer): void {
@@ -623,11 +934,19 @@ export class ClientSession implements ServerOwner {
     const rt = this.ctx.runtime;
     const idleFor = now - this.lastActivity;
     if (this.txStatus === TxStatus.Idle) {
-      if (rt.idleClientMs > 0 && idleFor > rt.idleClientMs)
-        this.fail(pgwError('PGW_ERR_IDLE_TIMEOUT', rt.idleClientMs));
+      const limit = this.idleLimitMs();
+      if (limit > 0 && idleFor > limit) this.fail(pgwError('PGW_ERR_IDLE_TIMEOUT', limit));
     } else if (rt.idleInTransactionMs > 0 && idleFor > rt.idleInTransactionMs) {
       this.fail(pgwError('PGW_ERR_IDLE_IN_TRANSACTION_TIMEOUT', rt.idleInTransactionMs));
     }
+  }
+
+  /** timeouts.idle_client, or a role's shorter idle_timeout (0 = no limit). */
+  private idleLimitMs(): number {
+    const global = this.ctx.runtime.idleClientMs;
+    const role = this.gate?.policy.roles(this.ctx.runtime.policy).idleTimeoutMs ?? null;
+    if (role === null) return global;
+    return global > 0 ? Math.min(global, role) : role;
   }
 
   /** Draining: a session with nothing in flight ends now; one mid-transaction ends at its next idle moment. */
@@ -692,6 +1011,11 @@ export class ClientSession implements ServerOwner {
       }, 2000).unref();
     }
   }
+}
+
+/** A schema name as a quoted identifier, for the pinned search_path. */
+function quoteIdent(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
 }
 
 function describeCode(code: number): string {

@@ -6,12 +6,25 @@ import type { ScramVerifier } from '../auth/scram-verifier.js';
 import type { FramerImpl } from '../protocol/framing.js';
 import type { UpstreamSettings } from '../backend/upstream-settings.js';
 import type { ClientTls } from './tls.js';
+import type { CertificateIdentity } from '../auth/client-cert.js';
+import type { UserAuthMethod } from '../config/schema.js';
+import type { CidrSet } from '../net/cidr.js';
+import type { PolicyRuntime } from '../policy/policy-runtime.js';
 
 export interface UserEntry {
-  readonly verifier: ScramVerifier;
+  /** null: the user has no password (certificate only). */
+  readonly verifier: ScramVerifier | null;
+  readonly auth: UserAuthMethod;
+  /** How a client certificate names this user; null when the user has none. */
+  readonly certificate: CertificateIdentity | null;
   readonly roles: readonly string[];
   /** null: every configured database. */
   readonly databases: ReadonlySet<string> | null;
+  /** null: any client address. */
+  readonly cidrs: CidrSet | null;
+  /** Roles an actor token may grant through this user; null when it may not assert actors. */
+  readonly actorRoles: ReadonlySet<string> | null;
+  readonly breakGlass: { readonly role: string; readonly maxDurationMs: number } | null;
 }
 
 export interface DatabaseEntry {
@@ -43,5 +56,6 @@ export interface RuntimeSettings {
   readonly serverLifetimeMs: number;
   readonly drainMs: number;
   readonly users: ReadonlyMap<string, UserEntry>;
+  readonly policy: PolicyRuntime;
   readonly databases: ReadonlyMap<string, DatabaseEntry>;
 }

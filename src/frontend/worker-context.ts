@@ -9,6 +9,11 @@ import { CancelKeyAllocator, secretsEqual, workerOfProcessId } from './cancel-ke
 import type { ClientSession } from './client-session.js';
 import type { DatabaseEntry, RuntimeSettings } from './runtime.js';
 import type { WorkerAudit } from '../audit/worker-audit.js';
+import { BroadcastLockoutStore, MemoryLockoutStore, type LockoutStore } from '../auth/lockout.js';
+import type { LockoutPolicy } from '../auth/lockout.js';
+
+/** Workers of one node share lockout counts over this channel (a failure on any worker counts on all). */
+const LOCKOUT_CHANNEL = 'pgwarden-lockout';
 
 export class WorkerContext {
   readonly sessions = new Map<number, ClientSession>();
@@ -18,6 +23,7 @@ export class WorkerContext {
   /** This worker's audit trail; null when the config has no audit section. */
   audit: WorkerAudit | null = null;
   private readonly pools = new Map<string, { pool: Pool; fingerprint: string }>();
+  private lockout: { store: BroadcastLockoutStore; policy: string } | null = null;
   private sweeper: NodeJS.Timeout;
 
   constructor(
@@ -45,6 +51,22 @@ export class WorkerContext {
     });
     this.pools.set(db.name, { pool, fingerprint: db.fingerprint });
     return pool;
+  }
+
+  /** The node's brute-force lockout store under the current policy; null when lockout is off. */
+  lockoutStore(): LockoutStore | null {
+    const policy: LockoutPolicy | null = this.runtime.policy.lockout;
+    if (!policy) return null;
+    const key = JSON.stringify(policy);
+    if (this.lockout?.policy !== key) {
+      // A reload that changes the policy starts counting afresh: old counts were made under other limits.
+      this.lockout?.store.close();
+      this.lockout = {
+        store: new BroadcastLockoutStore(LOCKOUT_CHANNEL, new MemoryLockoutStore(policy)),
+        policy: key,
+      };
+    }
+    return this.lockout.store;
   }
 
   /** A reload: new sessions and new statements see the new settings; changed or removed databases get new pools. */
@@ -81,6 +103,7 @@ export class WorkerContext {
     const now = Date.now();
     for (const s of this.allSessions) s.checkIdle(now);
     for (const { pool } of this.pools.values()) pool.sweep(now);
+    this.lockout?.store.local.prune(now);
   }
 
   /** SIGTERM: end idle sessions now, busy ones at their next idle moment, all of them after the drain timeout. */

@@ -47,6 +47,13 @@ export function emptySnapshot(): StatsSnapshot {
     auditRecords: 0,
     auditFailures: 0,
     auditUnavailable: 0,
+    policyRefusals: 0,
+    rowLimitStops: 0,
+    actorAssertions: 0,
+    actorRefusals: 0,
+    breakGlassStarts: 0,
+    lockouts: 0,
+    addressRefusals: 0,
   };
 }
 
@@ -148,6 +155,33 @@ export class MetricsExposition {
       'pgwarden_audit_unavailable_workers',
       'Workers whose audit log cannot be written now (their statements are refused)',
       (s) => s.auditUnavailable,
+    );
+    counter(
+      'pgwarden_policy_refusals_total',
+      'Statements refused by SQL policy (rules, guardrails, unparsable SQL)',
+      (s) => s.policyRefusals,
+    );
+    counter('pgwarden_max_rows_stops_total', 'Results stopped at max_rows', (s) => s.rowLimitStops);
+    counter(
+      'pgwarden_actor_assertions_total',
+      'Actor tokens accepted (SET pgwarden.actor)',
+      (s) => s.actorAssertions,
+    );
+    counter('pgwarden_actor_refusals_total', 'Actor tokens refused', (s) => s.actorRefusals);
+    counter(
+      'pgwarden_break_glass_total',
+      'Break-glass emergency access windows opened',
+      (s) => s.breakGlassStarts,
+    );
+    counter(
+      'pgwarden_lockouts_total',
+      'Login attempts refused because the user or address is locked out',
+      (s) => s.lockouts,
+    );
+    counter(
+      'pgwarden_address_refusals_total',
+      'Connections refused by address rules (deny_cidrs, user cidrs, PROXY sources)',
+      (s) => s.addressRefusals,
     );
     const latest = () => this.latest;
     new client.Counter({

@@ -13,6 +13,7 @@ export const AUTH_FAILURE_REASONS = [
   'channel_binding',
   'database_not_allowed',
   'tls_required',
+  'certificate',
 ] as const;
 export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
 
@@ -37,6 +38,13 @@ export interface StatsSnapshot {
   auditRecords: number;
   auditFailures: number;
   auditUnavailable: number;
+  policyRefusals: number;
+  rowLimitStops: number;
+  actorAssertions: number;
+  actorRefusals: number;
+  breakGlassStarts: number;
+  lockouts: number;
+  addressRefusals: number;
 }
 
 export class WorkerStats {
@@ -66,6 +74,20 @@ export class WorkerStats {
   auditFailures = 0;
   /** 1 while this worker's audit writer cannot write (a gauge, summed over workers). */
   auditUnavailable = 0;
+  /** Statements refused by SQL policy (rules, guardrails, unparsable SQL). */
+  policyRefusals = 0;
+  /** Results stopped at max_rows. */
+  rowLimitStops = 0;
+  /** Actor tokens accepted (SET pgwarden.actor). */
+  actorAssertions = 0;
+  /** Actor tokens refused. */
+  actorRefusals = 0;
+  /** Break-glass emergency access windows opened. */
+  breakGlassStarts = 0;
+  /** Login attempts refused because the user or address is locked out. */
+  lockouts = 0;
+  /** Connections refused by address rules (deny_cidrs, user cidrs, PROXY sources). */
+  addressRefusals = 0;
 
   /** Records one statement round trip (seconds). Buckets are non-cumulative here; snapshot() accumulates. */
   observeDuration(seconds: number): void {
@@ -101,6 +123,13 @@ export class WorkerStats {
       auditRecords: this.auditRecords,
       auditFailures: this.auditFailures,
       auditUnavailable: this.auditUnavailable,
+      policyRefusals: this.policyRefusals,
+      rowLimitStops: this.rowLimitStops,
+      actorAssertions: this.actorAssertions,
+      actorRefusals: this.actorRefusals,
+      breakGlassStarts: this.breakGlassStarts,
+      lockouts: this.lockouts,
+      addressRefusals: this.addressRefusals,
     };
   }
 }

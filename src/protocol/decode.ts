@@ -175,6 +175,13 @@ export function decodeExecute(msg: Buffer): string {
   return new Reader(msg, 5).cstring();
 }
 
+/** Close ('C' from the frontend): 'S' (statement) or 'P' (portal), and its name. */
+export function decodeClose(msg: Buffer): { kind: number; name: string } {
+  const r = new Reader(msg, 5);
+  const kind = r.byte();
+  return { kind, name: r.cstring() };
+}
+
 /** CommandComplete ('C'): the command tag, e.g. "SELECT 5", "INSERT 0 1". */
 export function decodeCommandComplete(msg: Buffer): string {
   return new Reader(msg, 5).cstring();

@@ -20,11 +20,12 @@ function cstrings(values: readonly string[]): Buffer {
 
 /** ErrorResponse / NoticeResponse fields: S (localised severity), V (severity), C (SQLSTATE), M, D, H. */
 export function errorResponse(
-  e: Pick<PgwardenError, 'severity' | 'sqlstate' | 'message' | 'detail' | 'hint'>,
+  e: Pick<PgwardenError, 'severity' | 'sqlstate' | 'message' | 'detail' | 'hint'> & { position?: number },
 ): Buffer {
   const fields = ['S' + e.severity, 'V' + e.severity, 'C' + e.sqlstate, 'M' + e.message];
   if (e.detail) fields.push('D' + e.detail);
   if (e.hint) fields.push('H' + e.hint);
+  if (e.position) fields.push('P' + String(e.position));
   return tagged(BackendCode.ErrorResponse, Buffer.concat([cstrings(fields), Buffer.from([0])]));
 }
 
@@ -104,6 +105,19 @@ export function cancelRequest(processId: number, secretKey: Buffer): Buffer {
 /** Simple Query (frontend 'Q'); used for the reset query when a server connection returns to the pool. */
 export function query(text: string): Buffer {
   return tagged(0x51, Buffer.from(text + '\0', 'utf8'));
+}
+
+/** Parse (frontend 'P') with no declared parameter types. */
+export function parse(name: string, text: string): Buffer {
+  return tagged(0x50, Buffer.concat([Buffer.from(name + '\0' + text + '\0', 'utf8'), Buffer.from([0, 0])]));
+}
+
+/** Bind (frontend 'B') of a statement with no parameters and default result formats. */
+export function bind(portal: string, statement: string): Buffer {
+  return tagged(
+    0x42,
+    Buffer.concat([Buffer.from(portal + '\0' + statement + '\0', 'utf8'), Buffer.from([0, 0, 0, 0, 0, 0])]),
+  );
 }
 
 /** CopyData (frontend 'd'): a piece of COPY FROM STDIN input (the audit table sink). */

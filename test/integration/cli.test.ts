@@ -51,11 +51,12 @@ describe('pgwarden command line', () => {
     expect(missing.stderr).toMatch(/missing -c/);
   });
 
-  it('check explains a valid config and warns that role rules are not enforced yet', () => {
+  it('check explains a valid config and warns that masks are not applied yet', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pgwarden-cli-'));
     const file = join(dir, 'pgwarden.yaml');
     const config = baseConfig({
       roles: { analyst: { statements: ['select'], masks: { 'public.patients.ssn': 'redact' } } },
+      users: {},
     });
     writeFileSync(file, stringify(config));
     const r = pgwarden(['check', '-c', file], undefined, { EHR_DB_PASSWORD: 'app-secret-pw' });
@@ -63,6 +64,8 @@ describe('pgwarden command line', () => {
     expect(r.stdout).toContain('configuration is valid');
     expect(r.stdout).toMatch(/WARNING: roles\.analyst\.masks is validated but NOT applied/);
     expect(r.stdout).toMatch(/audit +off \(no audit: section\)/);
+    expect(r.stdout).toMatch(/access +SQL policy on \(1 role;/);
+    expect(r.stdout).not.toMatch(/statements is validated but NOT enforced/);
     expect(r.stdout).not.toContain('app-secret-pw');
   });
 

@@ -183,7 +183,7 @@ describe('lifecycle', () => {
 
     const users = {
       ...(config.users as object),
-      carol: { password: generateScramVerifier(carolPassword, { iterations: 4096 }), roles: [] },
+      carol: { password: generateScramVerifier(carolPassword, { iterations: 4096 }), roles: ['admin'] },
     };
     await p.reload({ ...config, users });
     expect(p.logs.some((l) => /"msg":"configuration reloaded"/.test(l))).toBe(true);

@@ -46,12 +46,33 @@ export function baseConfig(overrides: ConfigOverrides = {}): Record<string, unkn
       },
     },
     users: {
-      alice: { password: verifiers.alice, roles: [] },
-      bob: { password: verifiers.bob, roles: [] },
+      alice: { password: verifiers.alice, roles: ['admin'] },
+      bob: { password: verifiers.bob, roles: ['admin'] },
     },
+    // Tests of the core proxy run as an admin role: every statement kind, no guardrails (still parsed and checked).
+    roles: { admin: ADMIN_ROLE },
   };
   return { ...config, ...overrides };
 }
+
+/** A role that may run anything: what the core tests need from the policy layer. */
+export const ADMIN_ROLE = {
+  admin: true,
+  statements: [
+    'select',
+    'insert',
+    'update',
+    'delete',
+    'merge',
+    'copy_in',
+    'copy_out',
+    'ddl',
+    'call',
+    'set',
+    'transaction',
+    'utility',
+  ],
+};
 
 export const UPSTREAM_ENV = { EHR_DB_PASSWORD: 'app-secret-pw' };
 

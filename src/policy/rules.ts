@@ -1,0 +1,360 @@
+// Judges one parsed statement (StatementFacts) against the roles in force for a session. Roles combine the way a
+// reviewer would expect: a statement is allowed when ONE role grants everything it does (its kinds, relations and
+// functions) — grants never mix across roles — and NO role denies anything it touches. The default guardrails bind
+// every non-admin role set; an admin role lifts them, but never another role's explicit denials.
+
+import type { RoleConfig } from '../config/schema.js';
+import { CidrSet } from '../net/cidr.js';
+import type { ColumnRef, RelationRef, StatementFacts, StatementKind } from './facts.js';
+
+/** Server file, large-object, dynamic-SQL and server-control functions: denied to non-admin roles by default. */
+export const GUARDED_FUNCTIONS: readonly string[] = [
+  // server files
+  'pg_read_file',
+  'pg_read_binary_file',
+  'pg_ls_dir',
+  'pg_stat_file',
+  'pg_ls_logdir',
+  'pg_ls_waldir',
+  'pg_ls_tmpdir',
+  'pg_ls_archive_statusdir',
+  'pg_ls_logicalmapdir',
+  'pg_ls_logicalsnapdir',
+  'pg_ls_replslotdir',
+  'pg_file_write',
+  'pg_file_rename',
+  'pg_file_unlink',
+  'pg_file_sync',
+  // large objects (lo_import / lo_export read and write server files)
+  'lo_import',
+  'lo_export',
+  'lo_open',
+  'lo_close',
+  'loread',
+  'lowrite',
+  'lo_get',
+  'lo_put',
+  'lo_create',
+  'lo_creat',
+  'lo_unlink',
+  'lo_from_bytea',
+  'lo_lseek',
+  'lo_lseek64',
+  'lo_tell',
+  'lo_tell64',
+  'lo_truncate',
+  'lo_truncate64',
+  // other databases and dynamic SQL that the parser cannot see into
+  'dblink*',
+  'postgres_fdw*',
+  'query_to_xml*',
+  'query_to_xmlschema',
+  'table_to_xml*',
+  'table_to_xmlschema',
+  'cursor_to_xml*',
+  'cursor_to_xmlschema',
+  'schema_to_xml*',
+  'schema_to_xmlschema',
+  'database_to_xml*',
+  'database_to_xmlschema',
+  'ts_stat',
+  // settings and server control
+  'set_config',
+  'pg_reload_conf',
+  'pg_rotate_logfile',
+  'pg_terminate_backend',
+  'pg_cancel_backend',
+  'pg_promote',
+  'pg_switch_wal',
+  'pg_create_restore_point',
+  'pg_backup_start',
+  'pg_backup_stop',
+  'pg_create_physical_replication_slot',
+  'pg_create_logical_replication_slot',
+  'pg_drop_replication_slot',
+  'pg_logical_emit_message',
+  'pg_replication_origin_*',
+  'pg_import_system_collations',
+  'binary_upgrade_*',
+];
+
+/** A glob (`*` = any run of characters) compiled to an anchored, case-sensitive test. */
+export class Globs {
+  private readonly exact = new Set<string>();
+  private readonly patterns: RegExp[] = [];
+
+  constructor(globs: readonly string[]) {
+    for (const g of globs) {
+      if (g.includes('*'))
+        this.patterns.push(new RegExp('^' + g.split('*').map(escapeRegExp).join('.*') + '$', 's'));
+      else this.exact.add(g);
+    }
+  }
+
+  matches(name: string): boolean {
+    if (this.exact.has(name)) return true;
+    for (const p of this.patterns) if (p.test(name)) return true;
+    return false;
+  }
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+interface ColumnDeny {
+  readonly table: Globs;
+  readonly column: Globs;
+  readonly rule: string;
+}
+
+/** A role's config, ready to be checked against on the hot path. */
+export interface CompiledRole {
+  readonly name: string;
+  readonly admin: boolean;
+  readonly databases: ReadonlySet<string> | null;
+  readonly statements: ReadonlySet<StatementKind>;
+  readonly tableAllow: Globs | null;
+  readonly tableDeny: Globs | null;
+  readonly columnDeny: readonly ColumnDeny[];
+  readonly functionAllow: Globs | null;
+  readonly functionDeny: Globs | null;
+  readonly requireWhere: boolean;
+  readonly maxRows: number | null;
+  readonly idleTimeoutMs: number | null;
+  readonly cidrs: CidrSet | null;
+  /** Table or column rules: unqualified names must not be redirected, so search_path is pinned. */
+  readonly restrictsNames: boolean;
+}
+
+export function compileRole(name: string, c: RoleConfig): CompiledRole {
+  const columnDeny = (c.columns?.deny ?? []).map((pattern) => {
+    const [schema, table, column] = pattern.split('.');
+    return {
+      table: new Globs([`${schema}.${table}`]),
+      column: new Globs([column]),
+      rule: `roles.${name}.columns.deny "${pattern}"`,
+    };
+  });
+  return {
+    name,
+    admin: c.admin,
+    databases: c.databases ? new Set(c.databases) : null,
+    statements: new Set(c.statements ?? []),
+    tableAllow: c.tables?.allow ? new Globs(c.tables.allow) : null,
+    tableDeny: c.tables?.deny ? new Globs(c.tables.deny) : null,
+    columnDeny,
+    functionAllow: c.functions?.allow ? new Globs(c.functions.allow) : null,
+    functionDeny: c.functions?.deny ? new Globs(c.functions.deny) : null,
+    requireWhere: c.require_where,
+    maxRows: c.max_rows ?? null,
+    idleTimeoutMs: c.idle_timeout ?? null,
+    cidrs: c.cidrs ? new CidrSet(c.cidrs) : null,
+    restrictsNames: c.tables !== undefined || columnDeny.length > 0,
+  };
+}
+
+/** Why a statement is refused: a sentence for the client and the config rule that decided it. */
+export interface Refusal {
+  readonly reason: string;
+  readonly rule: string;
+}
+
+const GUARDED = new Globs(GUARDED_FUNCTIONS);
+
+/** The roles in force for a session (or for its current actor, or its break-glass window). */
+export class RoleSet {
+  readonly admin: boolean;
+  readonly maxRows: number | null;
+  readonly idleTimeoutMs: number | null;
+  readonly names: readonly string[];
+
+  constructor(
+    readonly roles: readonly CompiledRole[],
+    /** The pinned search_path: unqualified relation names are checked against each of its schemas. */
+    private readonly searchPath: readonly string[],
+  ) {
+    this.names = roles.map((r) => r.name);
+    this.admin = roles.some((r) => r.admin);
+    this.maxRows = minOf(roles.map((r) => r.maxRows));
+    this.idleTimeoutMs = minOf(roles.map((r) => r.idleTimeoutMs));
+  }
+
+  /** null when allowed; otherwise the first reason found. */
+  /** `pinned`: the session's search_path is pinned (decided at login from every role it could take on). */
+  check(facts: StatementFacts, pinned: boolean): Refusal | null {
+    if (this.roles.length === 0) {
+      return { reason: 'the session has no roles in force here', rule: 'users.*.roles' };
+    }
+    return this.checkGuardrails(facts, pinned) ?? this.checkDenials(facts) ?? this.checkGrants(facts);
+  }
+
+  private checkGuardrails(f: StatementFacts, pinned: boolean): Refusal | null {
+    const setting = f.setting;
+    if (pinned && setting && (setting.name === 'search_path' || setting.name === 'all')) {
+      return {
+        reason: `${setting.reset ? 'RESET' : 'SET'} ${setting.name}: search_path is pinned for these roles`,
+        rule: 'access.search_path',
+      };
+    }
+    if (pinned) {
+      const fn = f.functions.find((x) => x.name === 'set_config');
+      if (fn)
+        return { reason: 'set_config() is not allowed: search_path is pinned', rule: 'access.search_path' };
+    }
+    if (this.admin) return null;
+    const g = f.guard;
+    const guard = (what: string, name: string): Refusal => ({ reason: what, rule: `guardrail ${name}` });
+    if (g.alterSystem) return guard('ALTER SYSTEM is not allowed', 'alter_system');
+    if (g.truncate) return guard('TRUNCATE is not allowed', 'truncate');
+    if (g.copyProgram) return guard('COPY to or from a program is not allowed', 'copy_program');
+    if (g.copyFile) return guard('COPY to or from a server file is not allowed', 'copy_file');
+    if (g.doBlock) return guard('DO blocks are not allowed', 'do');
+    if (g.setRole) return guard('SET ROLE and SET SESSION AUTHORIZATION are not allowed', 'set_role');
+    if (g.ddl) return guard('DDL is not allowed', 'ddl');
+    if (this.roles.some((r) => r.requireWhere)) {
+      if (g.updateWithoutWhere) return guard('UPDATE without WHERE is not allowed', 'require_where');
+      if (g.deleteWithoutWhere) return guard('DELETE without WHERE is not allowed', 'require_where');
+    }
+    for (const fn of f.functions) {
+      if (GUARDED.matches(fn.name))
+        return guard(`function ${qualified(fn.schema, fn.name)}() is not allowed`, 'functions');
+    }
+    return null;
+  }
+
+  /** Explicit denials of any role hold whatever the other roles grant. */
+  private checkDenials(f: StatementFacts): Refusal | null {
+    for (const role of this.roles) {
+      if (role.tableDeny) {
+        for (const rel of f.relations) {
+          const hit = this.candidates(rel).find((name) => role.tableDeny!.matches(name));
+          if (hit) return { reason: `relation ${hit} is denied`, rule: `roles.${role.name}.tables.deny` };
+        }
+      }
+      if (role.functionDeny) {
+        for (const fn of f.functions) {
+          if (
+            role.functionDeny.matches(fn.name) ||
+            (fn.schema && role.functionDeny.matches(`${fn.schema}.${fn.name}`))
+          )
+            return {
+              reason: `function ${qualified(fn.schema, fn.name)}() is denied`,
+              rule: `roles.${role.name}.functions.deny`,
+            };
+        }
+      }
+      if (role.columnDeny.length > 0) {
+        const refusal = this.checkColumns(role, f);
+        if (refusal) return refusal;
+      }
+    }
+    return null;
+  }
+
+  /** Grants: some single role must allow every kind, relation and function of the statement. */
+  private checkGrants(f: StatementFacts): Refusal | null {
+    let first: Refusal | null = null;
+    for (const role of this.roles) {
+      const refusal = this.grantedBy(role, f);
+      if (refusal === null) return null;
+      first ??= refusal;
+    }
+    return first;
+  }
+
+  private grantedBy(role: CompiledRole, f: StatementFacts): Refusal | null {
+    for (const kind of f.kinds) {
+      if (!role.statements.has(kind))
+        return { reason: `${kind} statements are not allowed`, rule: `roles.${role.name}.statements` };
+    }
+    if (role.tableAllow) {
+      for (const rel of f.relations) {
+        const outside = this.candidates(rel).find((name) => !role.tableAllow!.matches(name));
+        if (outside)
+          return { reason: `relation ${outside} is not allowed`, rule: `roles.${role.name}.tables.allow` };
+      }
+    }
+    if (role.functionAllow) {
+      for (const fn of f.functions) {
+        if (
+          !role.functionAllow.matches(fn.name) &&
+          !(fn.schema && role.functionAllow.matches(`${fn.schema}.${fn.name}`))
+        )
+          return {
+            reason: `function ${qualified(fn.schema, fn.name)}() is not allowed`,
+            rule: `roles.${role.name}.functions.allow`,
+          };
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Columns that may not be referenced. Without the catalog a reference is resolved conservatively: a bare name
+   * may belong to any relation of the statement, `*` and whole-row references take every column.
+   */
+  private checkColumns(role: CompiledRole, f: StatementFacts): Refusal | null {
+    for (const ref of f.columns) {
+      for (const rel of relationsFor(ref, f.relations)) {
+        for (const name of this.candidates(rel)) {
+          for (const deny of role.columnDeny) {
+            if (!deny.table.matches(name)) continue;
+            if (ref.name === '*' || deny.column.matches(ref.name))
+              return { reason: `column ${describeColumn(ref, name)} is denied`, rule: deny.rule };
+          }
+        }
+      }
+      // A lone name that is a relation's alias or name is a whole-row reference: every column of it.
+      if (ref.qualifier.length === 0) {
+        for (const rel of f.relations) {
+          if ((rel.alias ?? rel.name) !== ref.name) continue;
+          for (const name of this.candidates(rel)) {
+            const deny = role.columnDeny.find((d) => d.table.matches(name));
+            if (deny)
+              return { reason: `whole-row reference to ${name} includes denied columns`, rule: deny.rule };
+          }
+        }
+      }
+    }
+    return null;
+  }
+
+  /**
+   * The schema-qualified names an unqualified relation may resolve to. PostgreSQL searches pg_catalog first (only
+   * system relations live there, and they are all named pg_*), then the pinned search_path; the name must pass the
+   * rules under every schema it could land in.
+   */
+  private candidates(rel: RelationRef): string[] {
+    if (rel.schema !== null) return [`${rel.schema}.${rel.name}`];
+    const names = this.searchPath.map((s) => `${s}.${rel.name}`);
+    if (rel.name.startsWith('pg_')) names.unshift(`pg_catalog.${rel.name}`);
+    return names;
+  }
+}
+
+/** The relations a column reference may belong to. */
+function relationsFor(ref: ColumnRef, relations: readonly RelationRef[]): RelationRef[] {
+  const q = ref.qualifier;
+  if (q.length === 0) return [...relations];
+  const relName = q[q.length - 1];
+  const schema = q.length >= 2 ? q[q.length - 2] : null;
+  return relations.filter((r) => {
+    if (schema !== null) return r.name === relName && (r.schema === null || r.schema === schema);
+    return r.alias !== null ? r.alias === relName : r.name === relName;
+  });
+}
+
+function describeColumn(ref: ColumnRef, table: string): string {
+  return ref.name === '*' ? `${table}.*` : `${table}.${ref.name}`;
+}
+
+function qualified(schema: string | null, name: string): string {
+  return schema ? `${schema}.${name}` : name;
+}
+
+function minOf(values: ReadonlyArray<number | null>): number | null {
+  let min: number | null = null;
+  for (const v of values) if (v !== null && (min === null || v < min)) min = v;
+  return min;
+}

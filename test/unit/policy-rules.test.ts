@@ -1,0 +1,201 @@
+// The rules on their own, against facts written by hand: how roles combine, how unqualified names are judged,
+// which guardrails bind whom. The parser's side is covered by policy-analyze.test.ts, the wire by guardrails.test.ts.
+import { describe, expect, it } from 'vitest';
+import type { RoleConfig } from '../../src/config/schema.js';
+import type { GuardFlags, StatementFacts, StatementKind } from '../../src/policy/facts.js';
+import { compileRole, Globs, RoleSet } from '../../src/policy/rules.js';
+
+const NO_GUARD: GuardFlags = {
+  ddl: false,
+  truncate: false,
+  alterSystem: false,
+  copyFile: false,
+  copyProgram: false,
+  doBlock: false,
+  setRole: false,
+  updateWithoutWhere: false,
+  deleteWithoutWhere: false,
+};
+
+function facts(over: Partial<StatementFacts> & { kind?: StatementKind }): StatementFacts {
+  const kind = over.kind ?? 'select';
+  return {
+    kind,
+    kinds: over.kinds ?? [kind],
+    command: 'SelectStmt',
+    relations: [],
+    columns: [],
+    functions: [],
+    guard: NO_GUARD,
+    setting: null,
+    location: 0,
+    length: 0,
+    ...over,
+  };
+}
+
+const rel = (name: string, schema: string | null = null, alias: string | null = null) => ({
+  schema,
+  name,
+  alias,
+  target: false,
+});
+
+function role(name: string, c: Partial<RoleConfig>) {
+  return compileRole(name, { admin: false, require_where: true, ...c } as RoleConfig);
+}
+
+const clinician = role('clinician', {
+  statements: ['select', 'insert', 'update', 'transaction'],
+  tables: { allow: ['public.*'], deny: ['public.audit_*'] },
+  columns: { deny: ['public.patients.ssn'] },
+  functions: { deny: ['purge_*'] },
+  max_rows: 100,
+  idle_timeout: 60_000,
+});
+const analyst = role('analyst', {
+  statements: ['select', 'delete'],
+  tables: { allow: ['reports.*'] },
+  max_rows: 10,
+});
+const admin = role('ops', {
+  admin: true,
+  statements: ['select', 'ddl', 'delete'],
+  tables: { deny: ['vault.*'] },
+});
+
+describe('Globs', () => {
+  it('matches exact names and * patterns, case-sensitively and anchored', () => {
+    const g = new Globs(['public.*', 'app.user_?', 'x.a*b']);
+    expect(g.matches('public.patients')).toBe(true);
+    expect(g.matches('Public.patients')).toBe(false);
+    expect(g.matches('app.user_?')).toBe(true);
+    expect(g.matches('app.user_1')).toBe(false); // ? is not a wildcard
+    expect(g.matches('x.ab')).toBe(true);
+    expect(g.matches('x.a-long-b')).toBe(true);
+    expect(g.matches('y.x.ab')).toBe(false);
+  });
+});
+
+describe('RoleSet.check', () => {
+  const only = (r = clinician) => new RoleSet([r], ['public']);
+
+  it('refuses everything when no role is in force', () => {
+    expect(new RoleSet([], ['public']).check(facts({}), false)?.rule).toBe('users.*.roles');
+  });
+
+  it('allows granted kinds on allowed relations, refuses other kinds naming the rule', () => {
+    expect(only().check(facts({ relations: [rel('patients')] }), true)).toBeNull();
+    const r = only().check(facts({ kind: 'delete', relations: [rel('patients')] }), true);
+    expect(r).toEqual({ reason: 'delete statements are not allowed', rule: 'roles.clinician.statements' });
+  });
+
+  it('needs every kind of a statement granted (a DELETE inside a CTE)', () => {
+    const r = only().check(facts({ kinds: ['select', 'delete'], relations: [rel('patients')] }), true);
+    expect(r?.rule).toBe('roles.clinician.statements');
+  });
+
+  it('judges unqualified names under every pinned schema, and pg_* names under pg_catalog too', () => {
+    expect(only().check(facts({ relations: [rel('visits')] }), true)).toBeNull();
+    const two = new RoleSet([clinician], ['public', 'other']);
+    expect(two.check(facts({ relations: [rel('visits')] }), true)?.reason).toBe(
+      'relation other.visits is not allowed',
+    );
+    expect(only().check(facts({ relations: [rel('pg_authid')] }), true)?.reason).toBe(
+      'relation pg_catalog.pg_authid is not allowed',
+    );
+    expect(only().check(facts({ relations: [rel('keys', 'vault')] }), true)?.rule).toBe(
+      'roles.clinician.tables.allow',
+    );
+  });
+
+  it('applies table denials whatever another role grants', () => {
+    expect(only().check(facts({ relations: [rel('audit_log')] }), true)?.rule).toBe(
+      'roles.clinician.tables.deny',
+    );
+    const both = new RoleSet([clinician, role('wide', { statements: ['select'] })], ['public']);
+    expect(both.check(facts({ relations: [rel('audit_log')] }), true)?.rule).toBe(
+      'roles.clinician.tables.deny',
+    );
+    expect(both.check(facts({ relations: [rel('keys', 'vault')] }), true)).toBeNull(); // wide grants any table
+  });
+
+  it('does not mix grants across roles: one role must grant the kind and the relation together', () => {
+    const both = new RoleSet([clinician, analyst], ['public']);
+    // analyst may delete, but only in reports; clinician may touch public, but not delete.
+    expect(both.check(facts({ kind: 'delete', relations: [rel('patients')] }), true)).not.toBeNull();
+    expect(both.check(facts({ kind: 'delete', relations: [rel('daily', 'reports')] }), true)).toBeNull();
+    expect(both.maxRows).toBe(10);
+    expect(both.idleTimeoutMs).toBe(60_000);
+  });
+
+  it('refuses denied columns by name, by qualified name, by star and by whole-row reference', () => {
+    const patients = [rel('patients', null, 'p')];
+    const check = (columns: StatementFacts['columns'], relations = patients) =>
+      only().check(facts({ relations, columns }), true);
+    expect(check([{ qualifier: [], name: 'ssn' }])?.rule).toBe(
+      'roles.clinician.columns.deny "public.patients.ssn"',
+    );
+    expect(check([{ qualifier: ['p'], name: 'ssn' }])).not.toBeNull();
+    expect(check([{ qualifier: ['public', 'patients'], name: 'ssn' }])).not.toBeNull();
+    expect(check([{ qualifier: [], name: '*' }])).not.toBeNull();
+    expect(check([{ qualifier: ['p'], name: '*' }])).not.toBeNull();
+    expect(check([{ qualifier: [], name: 'p' }])?.reason).toMatch(/whole-row reference/);
+    expect(check([{ qualifier: ['p'], name: 'name' }])).toBeNull();
+    // ssn of another table is not the denied column
+    expect(check([{ qualifier: ['v'], name: 'ssn' }], [rel('visits', null, 'v')])).toBeNull();
+    expect(check([{ qualifier: [], name: 'ssn' }], [rel('visits')])).toBeNull();
+  });
+
+  it('applies the guardrails to non-admin role sets only, and require_where unless every role waives it', () => {
+    const guarded = (g: Partial<GuardFlags>) => facts({ guard: { ...NO_GUARD, ...g } });
+    expect(only().check(guarded({ ddl: true }), true)?.rule).toBe('guardrail ddl');
+    expect(only().check(guarded({ truncate: true }), true)?.rule).toBe('guardrail truncate');
+    expect(only().check(guarded({ copyProgram: true }), true)?.rule).toBe('guardrail copy_program');
+    expect(only().check(guarded({ setRole: true }), true)?.rule).toBe('guardrail set_role');
+    expect(only().check(guarded({ deleteWithoutWhere: true }), true)?.rule).toBe('guardrail require_where');
+    const lax = role('lax', { statements: ['delete'], require_where: false });
+    const unbounded = facts({ kind: 'delete', guard: { ...NO_GUARD, deleteWithoutWhere: true } });
+    expect(new RoleSet([lax], ['public']).check(unbounded, false)).toBeNull();
+    expect(
+      new RoleSet([lax, role('strict', { statements: ['delete'] })], ['public']).check(unbounded, false)
+        ?.rule,
+    ).toBe('guardrail require_where');
+    const adminSet = new RoleSet([admin], ['public']);
+    expect(adminSet.check(facts({ kind: 'ddl', guard: { ...NO_GUARD, ddl: true } }), false)).toBeNull();
+    // an admin role lifts guardrails, never another role's explicit denial
+    expect(adminSet.check(facts({ relations: [rel('keys', 'vault')] }), false)?.rule).toBe(
+      'roles.ops.tables.deny',
+    );
+  });
+
+  it('refuses guarded functions (by bare name, qualified or not) and role-denied functions', () => {
+    const fn = (name: string, schema: string | null = null) => facts({ functions: [{ schema, name }] });
+    expect(only().check(fn('pg_read_file'), true)?.rule).toBe('guardrail functions');
+    expect(only().check(fn('pg_read_file', 'pg_catalog'), true)?.rule).toBe('guardrail functions');
+    expect(only().check(fn('dblink_exec'), true)?.rule).toBe('guardrail functions');
+    expect(only().check(fn('purge_patients', 'public'), true)?.rule).toBe('roles.clinician.functions.deny');
+    expect(only().check(fn('lower'), true)).toBeNull();
+    const allowList = role('narrow', {
+      statements: ['select'],
+      functions: { allow: ['lower', 'pg_catalog.*'] },
+    });
+    const narrow = new RoleSet([allowList], ['public']);
+    expect(narrow.check(fn('upper'), false)?.rule).toBe('roles.narrow.functions.allow');
+    expect(narrow.check(fn('upper', 'pg_catalog'), false)).toBeNull();
+  });
+
+  it('keeps search_path pinned: SET, RESET ALL and set_config are refused in a pinned session', () => {
+    const set = (name: string, reset = false) =>
+      facts({ kind: 'set', setting: { name, value: 'x', local: false, reset } });
+    const withSet = role('s', { statements: ['set'], admin: true });
+    const rs = new RoleSet([withSet], ['public']);
+    expect(rs.check(set('search_path'), true)?.rule).toBe('access.search_path');
+    expect(rs.check(set('all', true), true)?.rule).toBe('access.search_path');
+    expect(rs.check(set('search_path'), false)).toBeNull();
+    expect(rs.check(set('statement_timeout'), true)).toBeNull();
+    expect(
+      rs.check(facts({ kind: 'set', functions: [{ schema: null, name: 'set_config' }] }), true),
+    ).not.toBeNull();
+  });
+});
