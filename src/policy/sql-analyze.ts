@@ -669,9 +669,74 @@ class FactCollector {
       case 'DoStmt':
         this.guard.doBlock = true;
         return;
+      case 'DropStmt':
+        for (const object of list(body.objects)) this.addNamedObject(str(body.removeType), object);
+        return;
+      case 'CommentStmt':
+      case 'SecLabelStmt':
+        this.addNamedObject(str(body.objtype), body.object);
+        return;
+      case 'RenameStmt':
+        if (body.renameType === 'OBJECT_SCHEMA' && typeof body.subname === 'string')
+          this.addSchemaWide(body.subname);
+        return;
+      case 'GrantStmt':
+        if (body.targtype === 'ACL_TARGET_ALL_IN_SCHEMA' || body.objtype === 'OBJECT_SCHEMA') {
+          for (const object of list(body.objects)) {
+            const schema = stringNode(object);
+            if (schema !== null) this.addSchemaWide(schema);
+          }
+        }
+        return;
       default:
         return;
     }
+  }
+
+  /**
+   * DROP, COMMENT ON and SECURITY LABEL name their objects as plain name lists, not as relation references: the
+   * relations (and functions) among them are reported like any other, so table and function rules bind DDL too.
+   */
+  private addNamedObject(objectType: string | null, object: unknown): void {
+    if (objectType === null) return;
+    if (objectType === 'OBJECT_SCHEMA') {
+      const schema = stringNode(object);
+      if (schema !== null) this.addSchemaWide(schema);
+      return;
+    }
+    if (
+      objectType === 'OBJECT_FUNCTION' ||
+      objectType === 'OBJECT_PROCEDURE' ||
+      objectType === 'OBJECT_ROUTINE'
+    ) {
+      const owa = nodeOf(object, 'ObjectWithArgs');
+      if (owa !== null) this.addFunction({ funcname: owa.objname });
+      return;
+    }
+    const names = nameList(object);
+    if (names.length === 0) return;
+    if (objectType === 'OBJECT_COLUMN') {
+      if (names.length < 2) return;
+      const relation = names.slice(0, -1);
+      this.addQualifiedRelation(relation);
+      this.addColumn(relation.slice(-1), names[names.length - 1]);
+      return;
+    }
+    if (RELATION_OBJECT_TYPES.has(objectType)) this.addQualifiedRelation(names);
+  }
+
+  /** [name] or [schema, name] (or [db, schema, name]) as a written relation the statement changes. */
+  private addQualifiedRelation(names: readonly string[]): void {
+    const name = names[names.length - 1];
+    const schema = names.length >= 2 ? names[names.length - 2] : null;
+    const key = JSON.stringify([schema, name, null, true]);
+    if (!this.relations.has(key))
+      this.relations.set(key, Object.freeze({ schema, name, alias: null, target: true }));
+  }
+
+  /** A statement on a whole schema (DROP SCHEMA, GRANT ... ALL TABLES IN SCHEMA): reported as relation `schema.*`. */
+  private addSchemaWide(schema: string): void {
+    this.addQualifiedRelation([schema, '*']);
   }
 
   /** ON CONFLICT (cols) inference columns and DO UPDATE SET targets are columns of the INSERT's target. */
@@ -744,6 +809,29 @@ class FactCollector {
       length,
     });
   }
+}
+
+/** Object types of DROP / COMMENT / SECURITY LABEL whose names are relations. */
+const RELATION_OBJECT_TYPES: ReadonlySet<string> = new Set([
+  'OBJECT_TABLE',
+  'OBJECT_VIEW',
+  'OBJECT_MATVIEW',
+  'OBJECT_FOREIGN_TABLE',
+  'OBJECT_SEQUENCE',
+  'OBJECT_INDEX',
+]);
+
+/** The strings of a List node ({ List: { items: [String...] } }) or a bare array of String nodes. */
+function nameList(v: unknown): string[] {
+  const node = nodeOf(v, 'List');
+  const items = node !== null ? list(node.items) : list(v);
+  const names: string[] = [];
+  for (const item of items) {
+    const s = stringNode(item);
+    if (s === null) return [];
+    names.push(s);
+  }
+  return names;
 }
 
 /** The qualifier of a DML target's column: the name the target is known by in its statement (alias, else name). */

@@ -434,7 +434,30 @@ const CASES: Case[] = [
   { sql: 'COMMIT', kinds: ['transaction'] },
 
   // ---- DDL and guarded statements ----
-  { sql: 'DROP TABLE patients', kinds: ['ddl'], guard: ['ddl'] },
+  // DDL that names objects as plain name lists still reports the relations (and functions) it changes.
+  { sql: 'DROP TABLE patients', kinds: ['ddl'], relations: ['>patients'], guard: ['ddl'] },
+  {
+    sql: 'DROP TABLE IF EXISTS vault.keys, v',
+    kinds: ['ddl'],
+    relations: ['>vault.keys', '>v'],
+    guard: ['ddl'],
+  },
+  { sql: 'DROP SCHEMA vault CASCADE', kinds: ['ddl'], relations: ['>vault.*'], guard: ['ddl'] },
+  {
+    sql: "COMMENT ON COLUMN public.patients.ssn IS 'x'",
+    kinds: ['ddl'],
+    relations: ['>public.patients'],
+    columns: ['patients.ssn'],
+    guard: ['ddl'],
+  },
+  { sql: "COMMENT ON TABLE vault.keys IS 'x'", kinds: ['ddl'], relations: ['>vault.keys'], guard: ['ddl'] },
+  {
+    sql: 'GRANT SELECT ON ALL TABLES IN SCHEMA vault TO x',
+    kinds: ['ddl'],
+    relations: ['>vault.*'],
+    guard: ['ddl'],
+  },
+  { sql: 'DROP FUNCTION purge(int)', kinds: ['ddl'], functions: ['purge'], guard: ['ddl'] },
   {
     sql: 'TRUNCATE a, s.b',
     kinds: ['ddl'],
