@@ -133,6 +133,12 @@ export const ERRORS = {
     message: 'statement refused, it does not parse: %s',
     hint: 'pgwarden refuses statements it cannot parse (PostgreSQL 17 grammar).',
   },
+  PGW_ERR_INVALID_TEXT: {
+    sqlstate: '22021',
+    severity: 'ERROR',
+    message: 'invalid byte sequence for encoding "UTF8" in the statement text',
+    hint: 'pgwarden judges statements as UTF-8; send statement text in UTF-8 (client_encoding UTF8).',
+  },
   PGW_ERR_MAX_ROWS: {
     sqlstate: '54000',
     severity: 'ERROR',

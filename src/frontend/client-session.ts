@@ -18,6 +18,7 @@ import {
   decodeCommandComplete,
   decodeErrorFields,
   decodeExecute,
+  decodeParameterStatus,
   decodeParse,
   decodeQuery,
   decodeSASLInitialResponse,
@@ -45,6 +46,7 @@ import {
 import { lockoutKeys } from '../auth/lockout.js';
 import { sendCancel } from '../backend/cancel.js';
 import { SessionPolicy } from '../policy/session-policy.js';
+import { statementTextRisk } from '../policy/rules.js';
 import type { DatabaseEntry, UserEntry } from './runtime.js';
 import type { WorkerContext } from './worker-context.js';
 
@@ -556,7 +558,10 @@ export class ClientSession implements ServerOwner {
       );
       server.trackOutcomes(true);
     }
-    if (this.gate) server.setRewriting(true);
+    if (this.gate) {
+      for (const [name, value] of server.params) this.gate.serverSetting(name, value);
+      server.setRewriting(true);
+    }
     this.lastActivity = Date.now();
     server.attach(this);
     this.io.resume();
@@ -580,6 +585,17 @@ export class ClientSession implements ServerOwner {
     for (const [name, value] of this.upstreamParams) {
       if (/pgwarden\./i.test(name) || (name === 'options' && /pgwarden\./i.test(value))) {
         return pgwError('PGW_ERR_PGWARDEN_SETTING', 'in the startup packet');
+      }
+      const textRisk = statementTextRisk(name, value, false);
+      if (
+        textRisk !== null ||
+        (name === 'options' && /standard_conforming_strings|client_encoding/i.test(value))
+      ) {
+        return pgwErrorWithDetail(
+          'PGW_ERR_POLICY_DENIED',
+          'Rule: guardrail statement_text.',
+          textRisk ?? 'standard_conforming_strings and client_encoding cannot be set in options',
+        );
       }
       if (pinned && (name === 'search_path' || (name === 'options' && /search_path/i.test(value)))) {
         return pgwErrorWithDetail(
@@ -638,28 +654,34 @@ export class ClientSession implements ServerOwner {
     // Under policy what leaves is the judged messages (and replacements), not the read as it came.
     if (this.gate) chunk = this.takeOut();
     if (chunk.length === 0 && this.terminateAt < 0) return;
+    let durable: Promise<void> | null = null;
     if (this.audit) {
       if (!this.audit.available && this.ctx.audit!.refuseWhenUnavailable && this.auditedInChunk > 0) {
         this.refuseUnaudited(chunk);
         return;
       }
-      const durable = this.audit.takeDurable();
-      if (durable) {
-        // Durable mode: the statement leaves for PostgreSQL only once its record is on disk.
-        this.io.pause();
-        durable.then(
-          () => {
-            if (this.phase !== 'active') return;
-            this.sendToServer(chunk);
-            if (this.phase === 'active' && !this.clientPaused) this.io.resume();
-          },
-          () => this.refuseUnaudited(chunk),
-        );
-        return;
-      }
+      durable = this.audit.takeDurable();
+    }
+    // Durable audit: the statement leaves for PostgreSQL only once its record is on disk. A max_rows cancel on its
+    // way: PostgreSQL ignores it while the backend waits for a command, but would cancel the next statement if
+    // that one got there first.
+    const cancel = this.cancelInFlight;
+    if (durable || cancel) {
+      this.io.pause();
+      Promise.all([durable, cancel]).then(
+        () => {
+          if (this.phase !== 'active') return;
+          this.sendToServer(chunk);
+          if (this.phase === 'active' && !this.clientPaused) this.io.resume();
+        },
+        () => this.refuseUnaudited(chunk),
+      );
+      return;
     }
     this.sendToServer(chunk);
   }
+  /** The CancelRequest sent when a result hit max_rows, until the postmaster has taken it. */
+  private cancelInFlight: Promise<void> | null = null;
 
   private sendToServer(chunk: Buffer): void {
     const server = this.server!;
@@ -767,7 +789,8 @@ export class ClientSession implements ServerOwner {
         if (code === FrontendCode.Query) {
           stats.statements++;
           if (this.audit) {
-            this.audit.query(decodeQuery(bytes!));
+            const text = decodeQuery(bytes!);
+            this.audit.query(this.gate ? this.gate.auditText(text) : text);
             this.auditedInChunk++;
             this.queriesInChunk++;
           }
@@ -778,7 +801,7 @@ export class ClientSession implements ServerOwner {
       case FrontendCode.Parse:
         if (this.audit) {
           const { name, text } = decodeParse(bytes!);
-          this.audit.parse(name, text);
+          this.audit.parse(name, this.gate ? this.gate.auditText(text) : text);
           this.auditedInChunk++;
           this.auditedOnlySimple = false;
         }
@@ -819,6 +842,11 @@ export class ClientSession implements ServerOwner {
     }
     if (this.rowStop) return; // the rest of a result stopped at max_rows, up to ReadyForQuery
     switch (code) {
+      case BackendCode.ParameterStatus: {
+        const [name, value] = decodeParameterStatus(msg);
+        gate.serverSetting(name, value);
+        break;
+      }
       case BackendCode.ErrorResponse: {
         this.rowCount = 0;
         const refusal = gate.takeRefusal(decodeErrorFields(msg).get('M'));
@@ -851,10 +879,15 @@ export class ClientSession implements ServerOwner {
     this.audit?.refusal(error.sqlstate, error.message);
     this.out.push(writer.errorResponse(error));
     const server = this.server;
-    if (server) {
-      void sendCancel(server.settings, server.processId, server.secret).catch(() => {
-        // The result is dropped either way; the cancel only saves PostgreSQL the work.
-      });
+    if (server && !this.cancelInFlight) {
+      const inFlight: Promise<void> = sendCancel(server.settings, server.processId, server.secret)
+        .catch(() => {
+          // The result is dropped either way; the cancel only saves PostgreSQL the work.
+        })
+        .finally(() => {
+          if (this.cancelInFlight === inFlight) this.cancelInFlight = null;
+        });
+      this.cancelInFlight = inFlight;
     }
   }
 

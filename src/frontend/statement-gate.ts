@@ -8,7 +8,9 @@
 // back the implicit transaction, marks an explicit transaction block failed, and reports the right status in
 // ReadyForQuery. Drivers that pipeline (postgres.js, pgjdbc) stay in step without pgwarden modelling any of it.
 
+import { isUtf8 } from 'node:buffer';
 import { pgwError, pgwErrorWithDetail, type PgwardenError } from '../core/errors.js';
+import { statementTextRisk } from '../policy/rules.js';
 import { log } from '../core/log.js';
 import { decodeBind, decodeClose, decodeExecute, decodeParse, decodeQuery } from '../protocol/decode.js';
 import * as writer from '../protocol/writer.js';
@@ -64,6 +66,7 @@ export class StatementGate {
 
   /** A simple Query: the bytes to forward (the message itself, a rewrite, or a poison). */
   query(msg: Buffer, roundTrip: number): Buffer {
+    if (!isUtf8(msg.subarray(5, msg.length - 1))) return this.refuseQuery(invalidText(), roundTrip);
     const text = decodeQuery(msg);
     const verdict = this.judgeText(text);
     if (verdict.kind === 'refuse') return this.refuseQuery(verdict.error, roundTrip);
@@ -77,7 +80,9 @@ export class StatementGate {
 
   parse(msg: Buffer, roundTrip: number): Buffer {
     const { name, text } = decodeParse(msg);
-    const verdict = this.judgeText(text);
+    const verdict = parseTextIsUtf8(msg)
+      ? this.judgeText(text)
+      : { kind: 'refuse' as const, error: invalidText() };
     if (verdict.kind === 'refuse') {
       this.prepared.delete(name);
       return this.refuse(verdict.error, roundTrip, POISON_SQL_MESSAGE, writer.parse('', POISON_SQL));
@@ -144,7 +149,45 @@ export class StatementGate {
     if (actor) this.events.audit?.actorEnd(actor.subject, 'transaction ended');
   }
 
+  /**
+   * The statement text as the audit trail records it: the value of a pgwarden setting (an actor token is a
+   * bearer credential) is blanked. Also closes an elapsed break-glass window first, so the record is not marked
+   * as emergency access when the statement no longer is.
+   */
+  auditText(text: string): string {
+    this.closeElapsedBreakGlass();
+    // Parsed (the gate parses it next anyway: a cache hit then), not searched: U&"..." escapes hide the name.
+    const parsed = this.events.policy().parseCache.analyze(text);
+    if (!parsed.ok) return text;
+    const own = parsed.statements.filter((f) => f.setting?.name.startsWith('pgwarden.'));
+    if (own.length === 0) return text;
+    const bytes = Buffer.from(text, 'utf8');
+    const parts: Buffer[] = [];
+    let at = 0;
+    for (const f of own) {
+      const start = f.location;
+      const end = f.length > 0 ? f.location + f.length : bytes.length;
+      parts.push(bytes.subarray(at, start), Buffer.from(redactedSetting(f)));
+      at = end;
+    }
+    parts.push(bytes.subarray(at));
+    return Buffer.concat(parts).toString('utf8');
+  }
+
   // ---- judging -----------------------------------------------------------------------------------------------
+
+  /**
+   * PostgreSQL reported (ParameterStatus) a setting under which it reads statement text differently from pgwarden
+   * (standard_conforming_strings off, a client-only multibyte encoding): nothing more can be judged safely.
+   */
+  serverSetting(name: string, value: string): void {
+    const risk = statementTextRisk(name, value, false);
+    if (risk !== null && this.textUnsafe === null) {
+      this.textUnsafe = risk;
+      log.warn('statements refused: the server reads statement text differently', { setting: name });
+    }
+  }
+  private textUnsafe: string | null = null;
 
   private judgeText(
     text: string,
@@ -152,6 +195,17 @@ export class StatementGate {
     | { kind: 'allow' }
     | { kind: 'refuse'; error: PgwardenError }
     | { kind: 'intercept'; facts: StatementFacts } {
+    if (this.textUnsafe !== null) {
+      stats.policyRefusals++;
+      return {
+        kind: 'refuse',
+        error: pgwErrorWithDetail(
+          'PGW_ERR_POLICY_DENIED',
+          'Rule: guardrail statement_text.',
+          this.textUnsafe,
+        ),
+      };
+    }
     const rt = this.events.policy();
     const parsed = rt.parseCache.analyze(text);
     if (!parsed.ok) {
@@ -270,6 +324,25 @@ export class StatementGate {
   roundTripEnded(done: number): void {
     while (this.refusals.length > 0 && this.refusals[0].roundTrip <= done) this.refusals.shift();
   }
+}
+
+/** A pgwarden setting as the audit trail shows it: name and scope kept, value never. */
+function redactedSetting(facts: StatementFacts): string {
+  const s = facts.setting!;
+  if (s.reset) return `RESET ${s.name}`;
+  return `SET ${s.local ? 'LOCAL ' : ''}${s.name} = '[redacted]'`;
+}
+
+function invalidText(): PgwardenError {
+  stats.policyRefusals++;
+  return pgwError('PGW_ERR_INVALID_TEXT');
+}
+
+/** Parse: name\0 text\0 then binary parameter type OIDs; only the two strings must be UTF-8. */
+function parseTextIsUtf8(msg: Buffer): boolean {
+  const nameEnd = msg.indexOf(0, 5);
+  const textEnd = nameEnd < 0 ? -1 : msg.indexOf(0, nameEnd + 1);
+  return textEnd >= 0 && isUtf8(msg.subarray(5, textEnd));
 }
 
 /**

@@ -82,8 +82,11 @@ export const GUARDED_FUNCTIONS: readonly string[] = [
 export class Globs {
   private readonly exact = new Set<string>();
   private readonly patterns: RegExp[] = [];
+  /** For schema.table globs: the schema part of each, to judge statements on a whole schema. */
+  private readonly schemas: Globs | null;
 
-  constructor(globs: readonly string[]) {
+  constructor(globs: readonly string[], withSchemas = false) {
+    this.schemas = withSchemas ? new Globs(globs.map((g) => g.split('.')[0])) : null;
     for (const g of globs) {
       if (g.includes('*'))
         this.patterns.push(new RegExp('^' + g.split('*').map(escapeRegExp).join('.*') + '$', 's'));
@@ -96,6 +99,61 @@ export class Globs {
     for (const p of this.patterns) if (p.test(name)) return true;
     return false;
   }
+
+  /** Whether any schema.table glob can match a relation of `schema` (DROP SCHEMA reaches every one of them). */
+  touchesSchema(schema: string): boolean {
+    return this.schemas !== null && this.schemas.matches(schema);
+  }
+}
+
+/**
+ * Client encodings whose multibyte characters may end in an ASCII byte such as a backslash or a quote: PostgreSQL
+ * would read statement text differently from pgwarden's UTF-8 view of it. PostgreSQL's spellings and aliases,
+ * normalised as it does (lower case, letters and digits only).
+ */
+const UNSAFE_CLIENT_ENCODINGS: ReadonlySet<string> = new Set([
+  'sjis',
+  'shiftjis',
+  'mskanji',
+  'win932',
+  'windows932',
+  'shiftjis2004',
+  'big5',
+  'win950',
+  'windows950',
+  'gbk',
+  'win936',
+  'windows936',
+  'cp936',
+  'uhc',
+  'win949',
+  'windows949',
+  'cp949',
+  'gb18030',
+  'johab',
+]);
+
+export function isUnsafeClientEncoding(value: string): boolean {
+  return UNSAFE_CLIENT_ENCODINGS.has(value.toLowerCase().replace(/[^a-z0-9]/g, ''));
+}
+
+const ON_WORDS = new Set(['on', 'true', 'yes', '1', 't', 'y']);
+
+/**
+ * Settings that change how PostgreSQL reads statement text, refused whatever the role: pgwarden judges the text as
+ * PostgreSQL reads it with standard_conforming_strings on and a client encoding that keeps ASCII bytes ASCII.
+ * Otherwise a backslash before a quote is part of one string to pgwarden and ends it for PostgreSQL.
+ */
+export function statementTextRisk(name: string, value: string | null, reset: boolean): string | null {
+  if (
+    name === 'standard_conforming_strings' &&
+    !reset &&
+    (value === null || !ON_WORDS.has(value.toLowerCase()))
+  )
+    return 'standard_conforming_strings must stay on';
+  if (name === 'client_encoding' && !reset && (value === null || isUnsafeClientEncoding(value)))
+    return `client_encoding ${value === null ? '(not a literal)' : value} is not allowed`;
+  return null;
 }
 
 function escapeRegExp(s: string): string {
@@ -142,7 +200,7 @@ export function compileRole(name: string, c: RoleConfig): CompiledRole {
     databases: c.databases ? new Set(c.databases) : null,
     statements: new Set(c.statements ?? []),
     tableAllow: c.tables?.allow ? new Globs(c.tables.allow) : null,
-    tableDeny: c.tables?.deny ? new Globs(c.tables.deny) : null,
+    tableDeny: c.tables?.deny ? new Globs(c.tables.deny, true) : null,
     columnDeny,
     functionAllow: c.functions?.allow ? new Globs(c.functions.allow) : null,
     functionDeny: c.functions?.deny ? new Globs(c.functions.deny) : null,
@@ -191,16 +249,19 @@ export class RoleSet {
 
   private checkGuardrails(f: StatementFacts, pinned: boolean): Refusal | null {
     const setting = f.setting;
+    if (setting) {
+      const risk = statementTextRisk(setting.name, setting.value, setting.reset);
+      if (risk) return { reason: risk, rule: 'guardrail statement_text' };
+    }
+    // set_config() can change any setting, those above included, and takes effect before a pipelined statement
+    // that pgwarden has already judged is parsed: refused for every role.
+    if (f.functions.some((x) => x.name === 'set_config'))
+      return { reason: 'set_config() is not allowed', rule: 'guardrail statement_text' };
     if (pinned && setting && (setting.name === 'search_path' || setting.name === 'all')) {
       return {
         reason: `${setting.reset ? 'RESET' : 'SET'} ${setting.name}: search_path is pinned for these roles`,
         rule: 'access.search_path',
       };
-    }
-    if (pinned) {
-      const fn = f.functions.find((x) => x.name === 'set_config');
-      if (fn)
-        return { reason: 'set_config() is not allowed: search_path is pinned', rule: 'access.search_path' };
     }
     if (this.admin) return null;
     const g = f.guard;
@@ -228,6 +289,11 @@ export class RoleSet {
     for (const role of this.roles) {
       if (role.tableDeny) {
         for (const rel of f.relations) {
+          if (rel.name === '*' && rel.schema !== null && role.tableDeny.touchesSchema(rel.schema))
+            return {
+              reason: `schema ${rel.schema} holds denied relations`,
+              rule: `roles.${role.name}.tables.deny`,
+            };
           const hit = this.candidates(rel).find((name) => role.tableDeny!.matches(name));
           if (hit) return { reason: `relation ${hit} is denied`, rule: `roles.${role.name}.tables.deny` };
         }

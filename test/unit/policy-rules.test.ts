@@ -195,7 +195,21 @@ describe('RoleSet.check', () => {
     expect(rs.check(set('search_path'), false)).toBeNull();
     expect(rs.check(set('statement_timeout'), true)).toBeNull();
     expect(
-      rs.check(facts({ kind: 'set', functions: [{ schema: null, name: 'set_config' }] }), true),
-    ).not.toBeNull();
+      rs.check(facts({ kind: 'set', functions: [{ schema: null, name: 'set_config' }] }), false)?.rule,
+    ).toBe('guardrail statement_text');
+  });
+
+  it('keeps statement text read one way: standard_conforming_strings on, no client-only multibyte encodings', () => {
+    const rs = new RoleSet([role('s', { statements: ['set'], admin: true })], ['public']);
+    const set = (name: string, value: string | null, reset = false) =>
+      rs.check(facts({ kind: 'set', setting: { name, value, local: false, reset } }), false);
+    expect(set('standard_conforming_strings', 'off')?.rule).toBe('guardrail statement_text');
+    expect(set('standard_conforming_strings', 'on')).toBeNull();
+    expect(set('client_encoding', 'SJIS')?.rule).toBe('guardrail statement_text');
+    expect(set('client_encoding', 'Shift_JIS')?.rule).toBe('guardrail statement_text');
+    expect(set('client_encoding', 'win950')?.rule).toBe('guardrail statement_text');
+    expect(set('client_encoding', 'UTF8')).toBeNull();
+    expect(set('client_encoding', 'LATIN1')).toBeNull();
+    expect(set('client_encoding', null, true)).toBeNull();
   });
 });
