@@ -21,7 +21,7 @@ export interface ClientCertificate {
 
 /** The client's certificate when it presented one that verified against tls.client_ca; null otherwise. */
 export function verifiedClientCertificate(socket: tls.TLSSocket): ClientCertificate | null {
-  if (!socket.authorized) return null;
+  if (!chainVerified(socket)) return null;
   const cert = socket.getPeerCertificate(false);
   if (!cert || !cert.raw) return null;
   const cnField = cert.subject?.CN as string | string[] | undefined;
@@ -35,6 +35,20 @@ export function verifiedClientCertificate(socket: tls.TLSSocket): ClientCertific
     san: cert.subjectaltname ? splitAltNames(cert.subjectaltname) : [],
     fingerprint256: cert.fingerprint256,
   };
+}
+
+/**
+ * Whether OpenSSL verified the peer's chain against the context's CA. Node sets `socket.authorized` only on sockets
+ * a tls.Server creates; pgwarden wraps accepted sockets itself (STARTTLS-style, after SSLRequest), so it asks the
+ * TLS handle the same question tls.Server asks (`verifyError()`). Without a handle or a certificate: not verified.
+ */
+function chainVerified(socket: tls.TLSSocket): boolean {
+  if (socket.authorized) return true;
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => Error | null } })._handle;
+  if (!handle || typeof handle.verifyError !== 'function') return false;
+  const cert = socket.getPeerCertificate(false);
+  if (!cert || !cert.raw) return false;
+  return handle.verifyError() === null;
 }
 
 /**

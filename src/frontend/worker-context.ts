@@ -33,6 +33,8 @@ export class WorkerContext {
     private readonly forwardCancel: (processId: number, secret: Buffer) => void,
   ) {
     this.keys = new CancelKeyAllocator(workerIndex);
+    // Joined at once, not at the first login: failures other workers announce before then must count here too.
+    this.lockoutStore();
     this.sweeper = setInterval(() => this.sweep(), 1000);
     this.sweeper.unref();
   }
@@ -72,6 +74,7 @@ export class WorkerContext {
   /** A reload: new sessions and new statements see the new settings; changed or removed databases get new pools. */
   applyRuntime(runtime: RuntimeSettings): void {
     this.runtime = runtime;
+    this.lockoutStore();
     for (const [name, entry] of this.pools) {
       const db = runtime.databases.get(name);
       if (!db || db.fingerprint !== entry.fingerprint) {
