@@ -113,7 +113,9 @@ describe('lifecycle', () => {
 
     await expect.poll(() => metric(p, 'pgwarden_workers'), { timeout: 10_000 }).toBe(2);
     expect(await metric(p, 'pgwarden_worker_restarts_total')).toBe(1);
-    expect(await status(p, '/readyz')).toBe(200);
+    // pgwarden_workers counts running threads; ready means listening, once the replacement has loaded the SQL
+    // parser and opened its audit trail.
+    await expect.poll(() => status(p, '/readyz'), { timeout: 10_000 }).toBe(200);
     // New connections are served, including by the replacement worker 0.
     const seen = new Set<number>();
     for (let i = 0; i < 40 && seen.size < 2; i++) {
