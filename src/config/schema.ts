@@ -951,7 +951,7 @@ const AccessSchema = Type.Object(
         default: ['public'],
         minItems: 1,
         description:
-          'search_path pinned for sessions whose roles have table or column rules; they may not change it. Unqualified names are checked against every schema in it (and pg_catalog, pg_temp).',
+          'search_path pinned for sessions whose roles have table or column rules; they may not change it. Unqualified names are checked against every schema in it (and against pg_catalog for names that start with pg_).',
       }),
     ),
     policy_cache_size: filled(

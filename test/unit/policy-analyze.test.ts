@@ -988,21 +988,35 @@ describe('SqlParseCache', () => {
 
   it('evicts the least recently used text and stays within capacity', () => {
     const cache = new SqlParseCache(3);
-    cache.analyze('SELECT 1');
-    cache.analyze('SELECT 2');
-    cache.analyze('SELECT 3');
-    cache.analyze('SELECT 1'); // now most recent: SELECT 2 is the oldest
-    cache.analyze('SELECT 4');
+    cache.analyze('SELECT a');
+    cache.analyze('SELECT b');
+    cache.analyze('SELECT c');
+    cache.analyze('SELECT a'); // now most recent: SELECT b is the oldest
+    cache.analyze('SELECT d');
     expect(cache.size).toBe(3);
     const misses = cache.misses;
-    cache.analyze('SELECT 1');
-    cache.analyze('SELECT 3');
-    cache.analyze('SELECT 4');
+    cache.analyze('SELECT a');
+    cache.analyze('SELECT c');
+    cache.analyze('SELECT d');
     expect(cache.misses).toBe(misses);
-    cache.analyze('SELECT 2');
+    cache.analyze('SELECT b');
     expect(cache.misses).toBe(misses + 1);
-    for (let i = 0; i < 50; i++) cache.analyze(`SELECT ${i} FROM t`);
+    for (let i = 0; i < 50; i++) cache.analyze(`SELECT c${i} FROM t`);
     expect(cache.size).toBe(3);
+  });
+
+  it('shares the facts of texts that differ only in numeric literals, never of SETs', () => {
+    const cache = new SqlParseCache(8);
+    const first = cache.analyze('SELECT abalance FROM pgbench_accounts WHERE aid = 48213');
+    expect(cache.analyze('SELECT abalance FROM pgbench_accounts WHERE aid = 7')).toBe(first);
+    expect(cache.analyze('SELECT abalance FROM pgbench_accounts WHERE aid = 7.5')).toBe(first);
+    expect(cache.hits).toBe(2);
+    // a digit inside a name is not a literal
+    expect(cache.analyze('SELECT abalance FROM pgbench_accounts2 WHERE aid = 7')).not.toBe(first);
+    const on = cache.analyze('SET standard_conforming_strings = 1');
+    const off = cache.analyze('SET standard_conforming_strings = 0');
+    expect(off).not.toBe(on);
+    expect(off.ok && off.statements[0].setting?.value).toBe('0');
   });
 
   it('caches failures too', () => {
