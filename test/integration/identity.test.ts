@@ -585,6 +585,19 @@ describe('actor tokens (SET pgwarden.actor)', () => {
     await closeClient(client);
   });
 
+  it('a statement refused by policy is recorded as a refusal with its SQLSTATE and rule', async () => {
+    const client = await connectAs(proxy, 'svc');
+    expect(await queryError(client, `select v from ${TABLE_B}`)).toMatchObject({ code: '42501' });
+    await closeClient(client);
+    const refusal = auditRecords(auditDir).find(
+      (r) => r.event === 'refusal' && String(r.data.reason).includes(TABLE_B) && r.identity === 'svc',
+    );
+    expect(refusal?.data).toMatchObject({ sqlstate: '42501' });
+    expect(String(refusal?.data.reason)).toMatch(
+      /^permission denied by pgwarden policy: relation .* is not allowed/,
+    );
+  });
+
   it('a user without `actor` may not assert one (42501)', async () => {
     const client = await connectAs(proxy, 'plainsvc');
     const error = await queryError(client, `SET pgwarden.actor = '${hs256Token(claims())}'`);
@@ -770,7 +783,10 @@ describe('brute-force lockout', () => {
 
   it('locks alice after 3 wrong passwords, even for the right one, until the cooldown has passed', async () => {
     // One worker: the counting and the cooldown; sharing between workers is the next test's concern.
-    const proxy = await startTracked(baseConfig({ workers: 1, ...lockout('3s') }));
+    const auditDir = join(keys.dir, 'audit-lockout');
+    const proxy = await startTracked(
+      baseConfig({ workers: 1, ...lockout('3s'), audit: auditSection(auditDir) }),
+    );
     for (let i = 0; i < 3; i++) {
       const error = await loginError({ ...pgOptions(proxy, 'alice'), password: `wrong-${i}` });
       expect(error).toMatchObject({ code: '28P01' });
@@ -794,6 +810,12 @@ describe('brute-force lockout', () => {
     expect(Date.now() - lockedAt).toBeGreaterThanOrEqual(2500);
     expect((await client.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
     await closeClient(client);
+    // The audit trail has the three failures and the refused attempt as a lockout, with when it ends.
+    const records = auditRecords(auditDir);
+    expect(records.filter((r) => r.event === 'login_failure' && r.data.user === 'alice')).toHaveLength(3);
+    const locked = records.find((r) => r.event === 'lockout');
+    expect(locked?.data).toMatchObject({ user: 'alice', client_addr: expect.stringContaining('127.0.0.1') });
+    expect(Number(locked?.data.until_ms)).toBeGreaterThan(lockedAt);
   });
 
   it('treats an unknown user name like a known one, and the lock holds on every worker', async () => {
