@@ -63,6 +63,17 @@ export interface StatementFacts {
   readonly command: string;
   readonly relations: readonly RelationRef[];
   readonly columns: readonly ColumnRef[];
+  /**
+   * The column references (as in `columns`) that decide which rows come back, in what order or grouping, rather
+   * than what they contain: a role that sees a column masked could still infer it from these (`WHERE ssn LIKE
+   * '1%'`). At any query level: WHERE (SELECT, UPDATE, DELETE, ON CONFLICT, COPY FROM), JOIN ... ON and USING (a
+   * NATURAL join as '*'), ORDER BY, GROUP BY and grouping sets, HAVING, window PARTITION BY / ORDER BY (WINDOW and
+   * OVER), DISTINCT ON, LIMIT / OFFSET, aggregate FILTER (WHERE) and ORDER BY, CASE conditions anywhere, MERGE's ON
+   * and WHEN ... AND, CTE SEARCH / CYCLE columns. An output column named by ORDER BY, GROUP BY or DISTINCT ON (by
+   * position or by name) adds the references of its select-list expression. Everything under such a clause counts,
+   * subqueries included.
+   */
+  readonly predicateColumns: readonly ColumnRef[];
   readonly functions: readonly FunctionRef[];
   readonly guard: GuardFlags;
   /** Set when the statement is a SET/RESET of a parameter; null otherwise. */

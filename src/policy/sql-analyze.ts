@@ -1,7 +1,8 @@
 // Reads each statement of a query string with PostgreSQL's own parser (libpg-query: the PostgreSQL 17 raw parser
-// compiled to WASM) and distils what the guardrails judge: kinds, relations, columns, functions, guard flags and
-// SET/RESET. The parse tree is walked generically, so node types a later PostgreSQL adds are still searched, and a
-// statement type this module does not know counts as DDL: whatever is unknown fails closed.
+// compiled to WASM) and distils what the guardrails judge: kinds, relations, columns (and which of them filter, order
+// or group rows), functions, guard flags and SET/RESET. The parse tree is walked generically, so node types a later
+// PostgreSQL adds are still searched, and a statement type this module does not know counts as DDL: whatever is
+// unknown fails closed.
 
 import { createRequire } from 'node:module';
 import { describeError, log } from '../core/log.js';
@@ -282,6 +283,7 @@ function lookup<T>(table: Readonly<Record<string, T>>, key: string): T | undefin
  */
 const STRUCT_FIELDS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   SelectStmt: { larg: 'SelectStmt', rarg: 'SelectStmt', intoClause: 'IntoClause' },
+  FuncCall: { over: 'WindowDef' },
   PLAssignStmt: { val: 'SelectStmt' },
   InsertStmt: { relation: 'RangeVar', onConflictClause: 'OnConflictClause' },
   UpdateStmt: { relation: 'RangeVar' },
@@ -328,6 +330,42 @@ const STRUCT_FIELDS: Readonly<Record<string, Readonly<Record<string, string>>>> 
  * so its RangeVars add nothing but false relations named after aliases.
  */
 const SKIPPED_FIELDS: Readonly<Record<string, string>> = { LockingClause: 'lockedRels' };
+
+/**
+ * Fields whose expressions choose, order or group rows instead of producing values: a column used here can be
+ * inferred from which rows come back even when its values are masked. Everything under such a field counts, so an
+ * unknown node (or a subquery) inside a WHERE is searched like the rest.
+ */
+const PREDICATE_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  SelectStmt: new Set([
+    'whereClause',
+    'groupClause',
+    'havingClause',
+    'windowClause',
+    'sortClause',
+    'distinctClause',
+    'limitOffset',
+    'limitCount',
+  ]),
+  JoinExpr: new Set(['quals']),
+  MergeStmt: new Set(['joinCondition']),
+  MergeWhenClause: new Set(['condition']),
+  WindowDef: new Set(['partitionClause', 'orderClause']),
+  FuncCall: new Set(['agg_filter', 'agg_order']),
+  // A simple CASE compares its operand with each WHEN value; a searched CASE tests each WHEN condition. Either way
+  // the result chosen tells the condition, in the select list too.
+  CaseExpr: new Set(['arg']),
+  CaseWhen: new Set(['expr']),
+};
+
+function isPredicateField(type: string | null, field: string, body: Json): boolean {
+  // Any node's WHERE, a node type this module does not know included (UPDATE, DELETE, ON CONFLICT, COPY FROM, ...).
+  if (field === 'whereClause') return true;
+  if (type === null) return false;
+  // WITHIN GROUP (ORDER BY x) is an ordered-set aggregate's argument (its output), not an ordering of its input.
+  if (type === 'FuncCall' && field === 'agg_order') return body.agg_within_group !== true;
+  return lookup(PREDICATE_FIELDS, type)?.has(field) === true;
+}
 
 /** Relations the statement writes: the contract's list (DML targets, COPY FROM, TRUNCATE, LOCK). */
 function isTargetField(type: string, field: string, body: Json): boolean {
@@ -443,6 +481,8 @@ interface Frame {
   readonly scope: CteScope | null;
   /** The relation(s) at this point are written by the statement. */
   readonly target: boolean;
+  /** Inside a clause that filters, orders or groups rows (see PREDICATE_FIELDS); children inherit it. */
+  readonly predicate: boolean;
 }
 
 function str(v: unknown): string | null {
@@ -501,6 +541,7 @@ class FactCollector {
   private readonly kinds: StatementKind[];
   private readonly relations = new Map<string, RelationRef>();
   private readonly columns = new Map<string, ColumnRef>();
+  private readonly predicates = new Map<string, ColumnRef>();
   private readonly functions = new Map<string, FunctionRef>();
   private readonly guard = {
     truncate: false,
@@ -519,13 +560,13 @@ class FactCollector {
 
   /** Walks the whole tree under `root` with an explicit stack: depth costs heap, never call stack. */
   walk(root: unknown): void {
-    const stack: Frame[] = [{ value: root, bareType: null, scope: null, target: false }];
+    const stack: Frame[] = [{ value: root, bareType: null, scope: null, target: false, predicate: false }];
     while (stack.length > 0) {
       const frame = stack.pop()!;
       const value = frame.value;
       if (Array.isArray(value)) {
         for (let i = value.length - 1; i >= 0; i--) {
-          stack.push({ value: value[i], bareType: frame.bareType, scope: frame.scope, target: frame.target });
+          stack.push({ ...frame, value: value[i] });
         }
         continue;
       }
@@ -545,7 +586,7 @@ class FactCollector {
     let scope = frame.scope;
     let ctes: Frame[] | null = null;
     if (type !== null && WITH_OWNERS.has(type) && isObject(body.withClause)) {
-      [scope, ctes] = this.withScopes(body.withClause, frame.scope);
+      [scope, ctes] = this.withScopes(body.withClause, frame.scope, frame.predicate);
     }
     const structFields = type === null ? undefined : lookup(STRUCT_FIELDS, type);
     const skipped = type === null ? undefined : lookup(SKIPPED_FIELDS, type);
@@ -560,6 +601,7 @@ class FactCollector {
         bareType: structFields === undefined ? null : (lookup(structFields, key) ?? null),
         scope,
         target: type !== null && isTargetField(type, key, body),
+        predicate: frame.predicate || isPredicateField(type, key, body),
       });
     }
     // Pushed last so they are walked first, in order.
@@ -570,7 +612,11 @@ class FactCollector {
    * A WITH clause: the scope its query level's body sees, and a frame per CTE with the scope that CTE's own query
    * sees. Without RECURSIVE a CTE sees only the ones before it; with RECURSIVE every one of the list, itself too.
    */
-  private withScopes(withClause: Json, outer: CteScope | null): [CteScope | null, Frame[]] {
+  private withScopes(
+    withClause: Json,
+    outer: CteScope | null,
+    predicate: boolean,
+  ): [CteScope | null, Frame[]] {
     const entries = list(withClause.ctes);
     const names = entries.map((c) => str(nodeOf(c, 'CommonTableExpr')?.ctename));
     const all: CteScope = { names: new Set(names.filter((n) => n !== null)), parent: outer };
@@ -578,13 +624,13 @@ class FactCollector {
     const frames = entries.map((cte, i): Frame => {
       const before = names.slice(0, i).filter((n) => n !== null);
       const scope = recursive ? all : before.length > 0 ? { names: new Set(before), parent: outer } : outer;
-      return { value: cte, bareType: null, scope, target: false };
+      return { value: cte, bareType: null, scope, target: false, predicate };
     });
     // Whatever else a WITH clause may carry is walked too, outside its own scope.
     for (const key of Object.keys(withClause)) {
       const child = withClause[key];
       if (key !== 'ctes' && typeof child === 'object' && child !== null) {
-        frames.push({ value: child, bareType: null, scope: outer, target: false });
+        frames.push({ value: child, bareType: null, scope: outer, target: false, predicate });
       }
     }
     return [all, frames];
@@ -599,17 +645,36 @@ class FactCollector {
         this.addRelation(body, frame.target, wrapped && !frame.target ? frame.scope : null);
         return;
       case 'ColumnRef':
-        this.addColumnRef(body);
+        this.addColumnRef(body, frame.predicate);
         return;
       case 'FuncCall':
         this.addFunction(body);
         return;
       case 'JoinExpr':
         // NATURAL joins on every column the two sides share, named nowhere: any column of either may be read.
-        if (body.isNatural === true) this.addColumn([], '*');
+        // Either way the join compares those columns: they are predicates.
+        if (body.isNatural === true) {
+          this.addColumn([], '*');
+          this.addPredicate([], '*');
+        }
         for (const item of list(body.usingClause)) {
           const name = stringNode(item);
-          if (name !== null) this.addColumn([], name);
+          if (name === null) continue;
+          this.addColumn([], name);
+          this.addPredicate([], name);
+        }
+        return;
+      case 'SelectStmt':
+        this.addOutputReferences(body);
+        return;
+      case 'CommonTableExpr':
+        // SEARCH ... BY orders the recursion by these columns (visible in the sequence column), CYCLE compares them.
+        for (const clause of [body.search_clause, body.cycle_clause]) {
+          if (!isObject(clause)) continue;
+          for (const item of list(clause.search_col_list ?? clause.cycle_col_list)) {
+            const name = stringNode(item);
+            if (name !== null) this.addPredicate([], name);
+          }
         }
         return;
       case 'InsertStmt': {
@@ -764,20 +829,78 @@ class FactCollector {
     if (!this.relations.has(key)) this.relations.set(key, Object.freeze({ schema, name, alias, target }));
   }
 
-  private addColumnRef(body: Json): void {
-    const parts: string[] = [];
-    for (const field of list(body.fields)) {
-      // Only String and A_Star occur; anything else is taken for a star, which covers every column.
-      parts.push(stringNode(field) ?? '*');
-    }
+  private addColumnRef(body: Json, predicate: boolean): void {
+    const parts = columnRefParts(body);
     if (parts.length === 0) return;
     this.addColumn(parts.slice(0, -1), parts[parts.length - 1]);
+    if (predicate) this.addPredicate(parts.slice(0, -1), parts[parts.length - 1]);
   }
 
   private addColumn(qualifier: readonly string[], name: string): void {
-    const key = JSON.stringify([qualifier, name]);
-    if (!this.columns.has(key)) {
-      this.columns.set(key, Object.freeze({ qualifier: Object.freeze([...qualifier]), name }));
+    addColumnTo(this.columns, qualifier, name);
+  }
+
+  private addPredicate(qualifier: readonly string[], name: string): void {
+    addColumnTo(this.predicates, qualifier, name);
+  }
+
+  /**
+   * ORDER BY, GROUP BY and DISTINCT ON may name an output column instead of an input one, by position (`ORDER BY
+   * 1`) or by name (`SELECT lower(ssn) AS k ... ORDER BY k`): PostgreSQL then sorts or groups by that select-list
+   * expression, so its column references are predicates too. A name that may also be an input column counts both
+   * ways (the reference itself is already a predicate): which one PostgreSQL picks does not matter to a guard.
+   */
+  private addOutputReferences(select: Json): void {
+    const items: unknown[] = [];
+    for (const sortBy of list(select.sortClause)) items.push(nodeOf(sortBy, 'SortBy')?.node);
+    for (const item of groupingItems(select.groupClause)) items.push(item);
+    for (const item of list(select.distinctClause)) items.push(item);
+    if (items.length === 0) return;
+
+    // A set operation's ORDER BY names the columns of its first branch and sorts the values of every branch.
+    const branches = setOperationBranches(select).map(selectList);
+    const positionsByName = branches.length > 0 ? branches[0].positionsByName : new Map<string, Position[]>();
+    // Each position once, so that the work stays linear in the statement's size.
+    const positions = new Set<Position>();
+    for (const item of items) {
+      const reference = outputReference(item);
+      if (reference === null) continue;
+      if (typeof reference === 'number') positions.add(reference);
+      else for (const position of positionsByName.get(reference) ?? []) positions.add(position);
+    }
+    for (const branch of branches) {
+      // A position at or after a star falls somewhere in its expansion or after it, unknown here: from the star on
+      // (or, in a branch without one, for a name found after a star in the first branch: everything) counts.
+      let unknownFrom: number | null = null;
+      for (const position of positions) {
+        if (position === AFTER_STAR) unknownFrom = Math.max(0, branch.firstStar);
+        else if (branch.firstStar >= 0 && position > branch.firstStar) unknownFrom ??= branch.firstStar;
+        else if (position <= branch.entries.length) this.addPredicatesUnder(branch.entries[position - 1]);
+      }
+      if (unknownFrom === null) continue;
+      for (let i = unknownFrom; i < branch.entries.length; i++) this.addPredicatesUnder(branch.entries[i]);
+    }
+  }
+
+  /** Every column reference under `root`, as a predicate. */
+  private addPredicatesUnder(root: unknown): void {
+    const stack: unknown[] = [root];
+    while (stack.length > 0) {
+      const v = stack.pop();
+      if (Array.isArray(v)) {
+        for (const item of v) stack.push(item);
+        continue;
+      }
+      if (!isObject(v)) continue;
+      const columnRef = nodeOf(v, 'ColumnRef');
+      if (columnRef !== null) {
+        const parts = columnRefParts(columnRef);
+        if (parts.length > 0) this.addPredicate(parts.slice(0, -1), parts[parts.length - 1]);
+        continue;
+      }
+      for (const child of Object.values(v)) {
+        if (typeof child === 'object' && child !== null) stack.push(child);
+      }
     }
   }
 
@@ -802,6 +925,7 @@ class FactCollector {
       command,
       relations: Object.freeze([...this.relations.values()]),
       columns: Object.freeze([...this.columns.values()]),
+      predicateColumns: Object.freeze([...this.predicates.values()]),
       functions: Object.freeze([...this.functions.values()]),
       guard,
       setting,
@@ -809,6 +933,185 @@ class FactCollector {
       length,
     });
   }
+}
+
+/** A ColumnRef's names; a part that is not a String (A_Star, or a later PostgreSQL's) is taken for a star. */
+function columnRefParts(body: Json): string[] {
+  const parts: string[] = [];
+  for (const field of list(body.fields)) {
+    // Only String and A_Star occur; anything else is taken for a star, which covers every column.
+    parts.push(stringNode(field) ?? '*');
+  }
+  return parts;
+}
+
+/** Adds a column to a deduplicating map, frozen. */
+function addColumnTo(columns: Map<string, ColumnRef>, qualifier: readonly string[], name: string): void {
+  const key = JSON.stringify([qualifier, name]);
+  if (!columns.has(key)) columns.set(key, Object.freeze({ qualifier: Object.freeze([...qualifier]), name }));
+}
+
+/** A 1-based position in a select list, or AFTER_STAR: somewhere in or after a star's expansion (not in the tree). */
+type Position = number;
+const AFTER_STAR: Position = -1;
+
+/** How an ORDER BY / GROUP BY / DISTINCT ON item may name an output column: a position, or a bare name. */
+function outputReference(item: unknown): Position | string | null {
+  const constant = nodeOf(item, 'A_Const');
+  // Only an integer constant is a position (`ORDER BY 1.0` sorts by a constant); ival 0 is left out as a default.
+  if (constant !== null) {
+    if (!isObject(constant.ival)) return null;
+    const position = typeof constant.ival.ival === 'number' ? constant.ival.ival : 0;
+    return position >= 1 ? position : null;
+  }
+  const columnRef = nodeOf(item, 'ColumnRef');
+  if (columnRef === null) return null;
+  const fields = list(columnRef.fields);
+  return fields.length === 1 ? stringNode(fields[0]) : null;
+}
+
+/** The items of a GROUP BY, grouping sets flattened: PostgreSQL resolves each one as it does a plain GROUP BY item. */
+function groupingItems(groupClause: unknown): unknown[] {
+  const items: unknown[] = [];
+  const stack: { readonly item: unknown; readonly insideSet: boolean }[] = [];
+  const pushAll = (v: unknown, insideSet: boolean) => {
+    const entries = list(v);
+    for (let i = entries.length - 1; i >= 0; i--) stack.push({ item: entries[i], insideSet });
+  };
+  pushAll(groupClause, false);
+  while (stack.length > 0) {
+    const { item, insideSet } = stack.pop()!;
+    const set = nodeOf(item, 'GroupingSet');
+    // Inside ROLLUP / CUBE / GROUPING SETS a parenthesised list is a row of items.
+    const row = insideSet ? nodeOf(item, 'RowExpr') : null;
+    if (set !== null) pushAll(set.content, true);
+    else if (row !== null) pushAll(row.args, true);
+    else items.push(item);
+  }
+  return items;
+}
+
+/** The target lists of a SELECT, or of every branch of a set operation (first branch first). */
+function setOperationBranches(select: Json): (readonly unknown[])[] {
+  const branches: (readonly unknown[])[] = [];
+  const stack: unknown[] = [select];
+  while (stack.length > 0) {
+    const s = stack.pop();
+    if (!isObject(s)) continue;
+    if (s.op !== undefined && s.op !== 'SETOP_NONE') {
+      stack.push(s.rarg, s.larg);
+      continue;
+    }
+    branches.push(list(s.targetList));
+  }
+  return branches;
+}
+
+/** A select list as ORDER BY, GROUP BY and DISTINCT ON see it. */
+interface SelectList {
+  readonly entries: readonly unknown[];
+  /** Index of the first star entry (`*`, `p.*`), or -1. */
+  readonly firstStar: number;
+  /** Output name (alias, else the name PostgreSQL gives the expression) to the positions that carry it. */
+  readonly positionsByName: ReadonlyMap<string, Position[]>;
+}
+
+function selectList(entries: readonly unknown[]): SelectList {
+  let firstStar = -1;
+  const positionsByName = new Map<string, Position[]>();
+  for (let i = 0; i < entries.length; i++) {
+    if (firstStar < 0 && isStarTarget(entries[i])) firstStar = i;
+    const name = outputName(entries[i]);
+    if (name === null) continue;
+    const positions = positionsByName.get(name) ?? [];
+    positions.push(firstStar >= 0 ? AFTER_STAR : i + 1);
+    positionsByName.set(name, positions);
+  }
+  return { entries, firstStar, positionsByName };
+}
+
+function isStarTarget(entry: unknown): boolean {
+  const columnRef = nodeOf(nodeOf(entry, 'ResTarget')?.val, 'ColumnRef');
+  if (columnRef === null) return false;
+  const fields = list(columnRef.fields);
+  return fields.length > 0 && stringNode(fields[fields.length - 1]) === null;
+}
+
+/** The name of a select-list entry: its alias, else the name PostgreSQL gives it (FigureColname), else null. */
+function outputName(entry: unknown): string | null {
+  const target = nodeOf(entry, 'ResTarget');
+  if (target === null) return null;
+  return str(target.name) ?? impliedName(target.val);
+}
+
+/**
+ * PostgreSQL's FigureColname for the expressions that name their column; null for '?column?'. A loop, not recursion:
+ * casts and scalar subqueries may be nested thousands deep.
+ */
+function impliedName(v: unknown): string | null {
+  // A cast names its column after its type only when what it wraps names it weakly (CASE) or not at all; the
+  // outermost cast's type wins.
+  let castType: string | null = null;
+  let node = isObject(v) ? unwrap(v) : null;
+  while (node !== null) {
+    const [type, body] = node;
+    switch (type) {
+      case 'ColumnRef': {
+        const last = list(body.fields).at(-1);
+        return last === undefined ? null : stringNode(last);
+      }
+      case 'FuncCall': {
+        const last = list(body.funcname).at(-1);
+        return last === undefined ? null : stringNode(last);
+      }
+      case 'A_Indirection': {
+        // The last field name, subscripts ignored; without one, the name of what is indirected.
+        const names = list(body.indirection).map(stringNode);
+        const name = names.findLast((n) => n !== null);
+        if (name !== undefined && name !== null) return name;
+        node = isObject(body.arg) ? unwrap(body.arg) : null;
+        continue;
+      }
+      case 'TypeCast': {
+        const typeName = isObject(body.typeName) ? list(body.typeName.names).at(-1) : undefined;
+        castType ??= typeName === undefined ? null : stringNode(typeName);
+        node = isObject(body.arg) ? unwrap(body.arg) : null;
+        continue;
+      }
+      case 'CollateClause':
+        node = isObject(body.arg) ? unwrap(body.arg) : null;
+        continue;
+      case 'SubLink': {
+        if (body.subLinkType === 'EXISTS_SUBLINK') return 'exists';
+        if (body.subLinkType === 'ARRAY_SUBLINK') return 'array';
+        if (body.subLinkType !== 'EXPR_SUBLINK') return castType;
+        // A scalar subquery is named like its first column.
+        const select = nodeOf(body.subselect, 'SelectStmt');
+        const first = nodeOf(select === null ? undefined : setOperationBranches(select)[0]?.[0], 'ResTarget');
+        if (first === null) return castType;
+        if (typeof first.name === 'string') return first.name;
+        node = isObject(first.val) ? unwrap(first.val) : null;
+        continue;
+      }
+      case 'CaseExpr':
+        return castType ?? 'case';
+      case 'CoalesceExpr':
+        return 'coalesce';
+      case 'MinMaxExpr':
+        return body.op === 'IS_LEAST' ? 'least' : 'greatest';
+      case 'A_Expr':
+        return body.kind === 'AEXPR_NULLIF' ? 'nullif' : castType;
+      case 'RowExpr':
+        return 'row';
+      case 'A_ArrayExpr':
+        return 'array';
+      case 'GroupingFunc':
+        return 'grouping';
+      default:
+        return castType;
+    }
+  }
+  return castType;
 }
 
 /** Object types of DROP / COMMENT / SECURITY LABEL whose names are relations. */

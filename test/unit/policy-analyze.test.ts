@@ -56,6 +56,11 @@ function columnsOf(f: StatementFacts): string[] {
   return f.columns.map((c) => [...c.qualifier, c.name].join('.')).sort();
 }
 
+/** The predicate columns, written like columnsOf. */
+function predicatesOf(f: StatementFacts): string[] {
+  return f.predicateColumns.map((c) => [...c.qualifier, c.name].join('.')).sort();
+}
+
 function functionsOf(f: StatementFacts): string[] {
   return f.functions.map((x) => (x.schema === null ? x.name : `${x.schema}.${x.name}`)).sort();
 }
@@ -69,13 +74,16 @@ interface Case {
   kinds: [StatementKind, ...StatementKind[]];
   relations?: string[];
   columns?: string[];
+  /** The columns that filter, order or group rows (predicateColumns). */
+  predicates?: string[];
   functions?: string[];
   guard?: (keyof GuardFlags)[];
   setting?: SettingChange | null;
   command?: string;
 }
 
-// Every case asserts kinds (own first), relations, columns, functions and guard flags exactly: left out means none.
+// Every case asserts kinds (own first), relations, columns, predicate columns, functions and guard flags exactly:
+// left out means none.
 const CASES: Case[] = [
   // ---- reads ----
   { sql: 'SELECT * FROM patients', kinds: ['select'], relations: ['patients'], columns: ['*'] },
@@ -84,6 +92,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['public.patients p'],
     columns: ['p.*', 'p.id', 'p.ssn'],
+    predicates: ['p.id'],
   },
   {
     sql: 'SELECT public.patients.ssn FROM public.patients',
@@ -96,6 +105,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['billing', 'visits'],
     columns: ['cost', 'doctor'],
+    predicates: ['cost', 'doctor'],
     functions: ['avg', 'count', 'max'],
   },
   {
@@ -105,6 +115,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['labs', 'orders o', 'patients p', 'visits v'],
     columns: ['labs.id', 'name', 'o.lab', 'p.id', 'pid', 'v.at', 'v.pid'],
+    predicates: ['labs.id', 'o.lab', 'p.id', 'pid', 'v.pid'],
     functions: ['max'],
   },
   {
@@ -112,12 +123,14 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['a', 'b', 'c'],
     columns: ['*', 'a.x', 'c.x', 'id'],
+    predicates: ['a.x', 'c.x', 'id'],
   },
   {
     sql: 'SELECT * FROM a JOIN b ON a.id = b.aid CROSS JOIN LATERAL unnest(b.tags) t',
     kinds: ['select'],
     relations: ['a', 'b'],
     columns: ['*', 'a.id', 'b.aid', 'b.tags'],
+    predicates: ['a.id', 'b.aid'],
     functions: ['unnest'],
   },
   {
@@ -125,6 +138,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['patients'],
     columns: ['*', 'v.x'],
+    predicates: ['*'],
   },
   { sql: 'TABLE patients', kinds: ['select'], relations: ['patients'], columns: ['*'] },
   {
@@ -139,6 +153,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['t'],
     columns: ['q', 'x', 'y', 'z'],
+    predicates: ['q', 'y', 'z'],
     functions: ['rank', 'sum'],
   },
   {
@@ -146,6 +161,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['t'],
     columns: ['a', 'b', 'c', 'd', 'e', 'f'],
+    predicates: ['a', 'f'],
     functions: ['string_agg'],
   },
   {
@@ -165,6 +181,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['t', 'u'],
     columns: ['*', 'a', 'b', 'c', 'd'],
+    predicates: ['a', 'b', 'c', 'd'],
     functions: ['lower'],
   },
   {
@@ -185,6 +202,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['patients p', 'visits v'],
     columns: ['*', 'p.id', 'v.pid'],
+    predicates: ['p.id', 'v.pid'],
   },
   { sql: 'SELECT 1 -- ; DROP TABLE x', kinds: ['select'] },
   { sql: 'SELECT 1 /* ; DROP TABLE x */ FROM t', kinds: ['select'], relations: ['t'] },
@@ -217,6 +235,7 @@ const CASES: Case[] = [
     sql: 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 10) SELECT * FROM r',
     kinds: ['select'],
     columns: ['*', 'n'],
+    predicates: ['n'],
   },
   {
     sql: 'WITH RECURSIVE a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a',
@@ -253,6 +272,7 @@ const CASES: Case[] = [
     kinds: ['select', 'update'],
     relations: ['>t'],
     columns: ['id', 't.a'],
+    predicates: ['id'],
   },
   // A DML target is never a CTE reference, whatever the WITH says.
   {
@@ -260,6 +280,7 @@ const CASES: Case[] = [
     kinds: ['delete', 'select'],
     relations: ['>patients'],
     columns: ['id'],
+    predicates: ['id'],
   },
 
   // ---- writes ----
@@ -287,6 +308,7 @@ const CASES: Case[] = [
     kinds: ['insert', 'update'],
     relations: ['>s.t x'],
     columns: ['*', 'excluded.b', 'x.a', 'x.b', 'x.c'],
+    predicates: ['x.c'],
   },
   {
     sql: 'INSERT INTO t (a) VALUES (1) ON CONFLICT (k) DO NOTHING',
@@ -299,6 +321,7 @@ const CASES: Case[] = [
     kinds: ['update'],
     relations: ['>patients'],
     columns: ['id', 'name', 'patients.name', 'ssn'],
+    predicates: ['id'],
     functions: ['upper'],
   },
   {
@@ -306,12 +329,14 @@ const CASES: Case[] = [
     kinds: ['update'],
     relations: ['>patients p', 'visits v'],
     columns: ['p.flag', 'p.id', 'v.pid'],
+    predicates: ['p.id', 'v.pid'],
   },
   {
     sql: 'UPDATE t SET (a, b) = (SELECT x, y FROM u) WHERE id = 1',
     kinds: ['update', 'select'],
     relations: ['>t', 'u'],
     columns: ['id', 't.a', 't.b', 'x', 'y'],
+    predicates: ['id'],
   },
   {
     sql: 'UPDATE patients SET consent = false',
@@ -339,6 +364,7 @@ const CASES: Case[] = [
     kinds: ['delete'],
     relations: ['>visits v', 'patients p'],
     columns: ['p.id', 'p.ssn', 'v.pid'],
+    predicates: ['p.id', 'p.ssn', 'v.pid'],
   },
   {
     sql:
@@ -347,12 +373,14 @@ const CASES: Case[] = [
     kinds: ['merge', 'delete', 'update', 'insert'],
     relations: ['>t', 's'],
     columns: ['s.a', 's.gone', 's.id', 't.a', 't.id'],
+    predicates: ['s.gone', 's.id', 't.id'],
   },
   {
     sql: 'MERGE INTO t AS x USING (SELECT * FROM s) AS y ON x.id = y.id WHEN NOT MATCHED THEN INSERT VALUES (y.id)',
     kinds: ['merge', 'select', 'insert'],
     relations: ['>t x', 's'],
     columns: ['*', 'x.*', 'x.id', 'y.id'],
+    predicates: ['x.id', 'y.id'],
   },
 
   // ---- COPY ----
@@ -395,6 +423,7 @@ const CASES: Case[] = [
     kinds: ['utility', 'delete'],
     relations: ['>t'],
     columns: ['id'],
+    predicates: ['id'],
   },
   {
     sql: 'EXPLAIN DELETE FROM t',
@@ -421,6 +450,7 @@ const CASES: Case[] = [
     kinds: ['utility', 'update'],
     relations: ['>t'],
     columns: ['id', 't.a'],
+    predicates: ['id'],
   },
   { sql: 'EXECUTE p(1, 2)', kinds: ['utility'] },
   { sql: 'DEALLOCATE ALL', kinds: ['utility'] },
@@ -588,6 +618,378 @@ const CASES: Case[] = [
     setting: { name: 'transaction', value: null, local: false, reset: false },
   },
   { sql: 'SHOW search_path', kinds: ['set'], setting: null, command: 'VariableShowStmt' },
+  // ---- predicate columns: what filters, orders or groups rows (masking refuses these for masked columns) ----
+  {
+    sql: "SELECT name FROM patients WHERE ssn LIKE '123%'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['name', 'ssn'],
+    predicates: ['ssn'],
+  },
+  // Select-list expressions, comparisons included, are outputs: not predicates.
+  {
+    sql: 'SELECT name, ssn, lower(email) FROM patients',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['email', 'name', 'ssn'],
+    functions: ['lower'],
+  },
+  {
+    sql: "SELECT ssn = '1', ssn LIKE '1%' AS m, ssn IN ('1'), ssn IS NULL FROM patients",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn'],
+  },
+  // A CASE chooses its value by a condition: the condition infers, in the select list too; its results do not.
+  {
+    sql: "SELECT CASE WHEN ssn LIKE '1%' THEN 1 ELSE 0 END FROM patients",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn'],
+    predicates: ['ssn'],
+  },
+  {
+    sql: "SELECT CASE zip WHEN '10001' THEN name ELSE email END FROM patients",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['email', 'name', 'zip'],
+    predicates: ['zip'],
+  },
+  // ORDER BY, also by position or by an output name (the alias, or the name PostgreSQL gives an expression).
+  {
+    sql: 'SELECT name FROM patients ORDER BY dob DESC NULLS LAST',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['dob', 'name'],
+    predicates: ['dob'],
+  },
+  {
+    sql: 'SELECT ssn FROM patients ORDER BY 1',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn'],
+    predicates: ['ssn'],
+  },
+  {
+    sql: 'SELECT lower(ssn) AS k, name FROM patients ORDER BY k',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['k', 'name', 'ssn'],
+    predicates: ['k', 'ssn'],
+    functions: ['lower'],
+  },
+  // A star before the position hides where it falls: the star and everything after it count.
+  {
+    sql: 'SELECT * FROM patients ORDER BY 3',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['*'],
+    predicates: ['*'],
+  },
+  {
+    sql: 'SELECT id, p.*, name FROM patients p ORDER BY 1, 2',
+    kinds: ['select'],
+    relations: ['patients p'],
+    columns: ['id', 'name', 'p.*'],
+    predicates: ['id', 'name', 'p.*'],
+  },
+  {
+    sql: 'SELECT lower(ssn), name FROM patients ORDER BY lower',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['lower', 'name', 'ssn'],
+    predicates: ['lower', 'ssn'],
+    functions: ['lower'],
+  },
+  {
+    sql: "SELECT (ssn || '')::text FROM patients ORDER BY text",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn', 'text'],
+    predicates: ['ssn', 'text'],
+  },
+  // GROUP BY (positions and grouping sets too), HAVING.
+  {
+    sql: 'SELECT zip, count(*) FROM patients GROUP BY zip HAVING count(*) > 1',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['zip'],
+    predicates: ['zip'],
+    functions: ['count'],
+  },
+  {
+    sql: 'SELECT left(zip, 3), count(*) FROM patients GROUP BY 1',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['zip'],
+    predicates: ['zip'],
+    functions: ['count', 'left'],
+  },
+  {
+    sql: 'SELECT zip, dob, count(*) FROM patients GROUP BY GROUPING SETS ((zip), (dob)), ROLLUP (1), CUBE (diagnosis)',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['diagnosis', 'dob', 'zip'],
+    predicates: ['diagnosis', 'dob', 'zip'],
+    functions: ['count'],
+  },
+  {
+    sql: "SELECT diagnosis FROM patients GROUP BY diagnosis HAVING max(dob) > '2000-01-01'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['diagnosis', 'dob'],
+    predicates: ['diagnosis', 'dob'],
+    functions: ['max'],
+  },
+  // A parenthesised list inside ROLLUP is a row of items, each resolved like a GROUP BY item.
+  {
+    sql: 'SELECT left(ssn, 3), zip, count(*) FROM patients GROUP BY ROLLUP ((1, zip))',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn', 'zip'],
+    predicates: ['ssn', 'zip'],
+    functions: ['count', 'left'],
+  },
+  // Window PARTITION BY / ORDER BY, in OVER and in WINDOW; the window function's argument is an output.
+  {
+    sql: 'SELECT rank() OVER (PARTITION BY zip ORDER BY dob), lag(ssn) OVER (ORDER BY id) FROM patients',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['dob', 'id', 'ssn', 'zip'],
+    predicates: ['dob', 'id', 'zip'],
+    functions: ['lag', 'rank'],
+  },
+  {
+    sql: 'SELECT sum(1) OVER w FROM patients WINDOW w AS (PARTITION BY diagnosis ORDER BY ssn)',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['diagnosis', 'ssn'],
+    predicates: ['diagnosis', 'ssn'],
+    functions: ['sum'],
+  },
+  // DISTINCT ON orders and compares; a plain DISTINCT names nothing.
+  {
+    sql: 'SELECT DISTINCT ON (ssn) name FROM patients',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['name', 'ssn'],
+    predicates: ['ssn'],
+  },
+  {
+    sql: 'SELECT DISTINCT name FROM patients',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['name'],
+  },
+  // LIMIT / OFFSET expressions, searched to the bottom.
+  {
+    sql: "SELECT name FROM patients LIMIT (SELECT count(*) FROM visits WHERE visits.code = 'x') OFFSET (SELECT min(id) FROM labs)",
+    kinds: ['select'],
+    relations: ['labs', 'patients', 'visits'],
+    columns: ['id', 'name', 'visits.code'],
+    predicates: ['id', 'visits.code'],
+    functions: ['count', 'min'],
+  },
+  // Aggregate FILTER and ORDER BY; WITHIN GROUP (ORDER BY) is an ordered-set aggregate's argument (an output).
+  {
+    sql: "SELECT count(*) FILTER (WHERE ssn LIKE '9%'), array_agg(name ORDER BY dob), percentile_disc(0.5) WITHIN GROUP (ORDER BY zip) FROM patients",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['dob', 'name', 'ssn', 'zip'],
+    predicates: ['dob', 'ssn'],
+    functions: ['array_agg', 'count', 'percentile_disc'],
+  },
+  // JOIN ... ON, USING, NATURAL (its columns unnamed), LATERAL.
+  {
+    sql: 'SELECT p.name FROM patients p JOIN visits v ON v.pid = p.id AND p.ssn = v.ssn',
+    kinds: ['select'],
+    relations: ['patients p', 'visits v'],
+    columns: ['p.id', 'p.name', 'p.ssn', 'v.pid', 'v.ssn'],
+    predicates: ['p.id', 'p.ssn', 'v.pid', 'v.ssn'],
+  },
+  {
+    sql: 'SELECT name FROM patients JOIN visits USING (pid, ssn)',
+    kinds: ['select'],
+    relations: ['patients', 'visits'],
+    columns: ['name', 'pid', 'ssn'],
+    predicates: ['pid', 'ssn'],
+  },
+  {
+    sql: 'SELECT name FROM patients NATURAL LEFT JOIN visits',
+    kinds: ['select'],
+    relations: ['patients', 'visits'],
+    columns: ['*', 'name'],
+    predicates: ['*'],
+  },
+  {
+    sql: 'SELECT x.n FROM patients p, LATERAL (SELECT p.name AS n FROM visits v WHERE v.ssn = p.ssn) x',
+    kinds: ['select'],
+    relations: ['patients p', 'visits v'],
+    columns: ['p.name', 'p.ssn', 'v.ssn', 'x.n'],
+    predicates: ['p.ssn', 'v.ssn'],
+  },
+  // Set operations: every branch, and an ORDER BY of the whole sorts each branch's column at that position.
+  {
+    sql: "SELECT name FROM patients WHERE id IN (SELECT pid FROM visits WHERE code = 'x') UNION SELECT name FROM staff WHERE dob < now() ORDER BY 1",
+    kinds: ['select'],
+    relations: ['patients', 'staff', 'visits'],
+    columns: ['code', 'dob', 'id', 'name', 'pid'],
+    predicates: ['code', 'dob', 'id', 'name', 'pid'],
+    functions: ['now'],
+  },
+  {
+    sql: 'SELECT ssn FROM patients UNION ALL SELECT zip FROM archive ORDER BY ssn',
+    kinds: ['select'],
+    relations: ['archive', 'patients'],
+    columns: ['ssn', 'zip'],
+    predicates: ['ssn', 'zip'],
+  },
+  {
+    sql: 'SELECT ssn FROM patients UNION SELECT zip FROM archive',
+    kinds: ['select'],
+    relations: ['archive', 'patients'],
+    columns: ['ssn', 'zip'],
+  },
+  // Where a star hides positions, from the star on counts (in a branch without one, everything).
+  {
+    sql: 'SELECT *, lower(ssn) AS k FROM a UNION ALL SELECT x, y, z FROM b ORDER BY k',
+    kinds: ['select'],
+    relations: ['a', 'b'],
+    columns: ['*', 'k', 'ssn', 'x', 'y', 'z'],
+    predicates: ['*', 'k', 'ssn', 'x', 'y', 'z'],
+    functions: ['lower'],
+  },
+  {
+    sql: 'SELECT a, b FROM t UNION ALL SELECT c, u.* FROM u ORDER BY 2',
+    kinds: ['select'],
+    relations: ['t', 'u'],
+    columns: ['a', 'b', 'c', 'u.*'],
+    predicates: ['b', 'u.*'],
+  },
+  // CTEs and data-modifying CTEs: WHERE counts, RETURNING and SET targets do not.
+  {
+    sql: "WITH c AS (SELECT ssn FROM patients WHERE zip = '10001') SELECT ssn FROM c",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn', 'zip'],
+    predicates: ['zip'],
+  },
+  {
+    sql: "WITH d AS (DELETE FROM patients WHERE dob < '1900-01-01' RETURNING ssn) SELECT ssn FROM d",
+    kinds: ['select', 'delete'],
+    relations: ['>patients'],
+    columns: ['dob', 'ssn'],
+    predicates: ['dob'],
+  },
+  {
+    sql: "WITH u AS (UPDATE patients SET ssn = '000' WHERE name = 'x' RETURNING id) SELECT * FROM u WHERE id > 1",
+    kinds: ['select', 'update'],
+    relations: ['>patients'],
+    columns: ['*', 'id', 'name', 'patients.ssn'],
+    predicates: ['id', 'name'],
+  },
+  // UPDATE / DELETE / INSERT / MERGE: their WHERE and ON conditions, not their targets, SET lists or RETURNING.
+  {
+    sql: "UPDATE patients SET ssn = lower(name) WHERE zip = '1' RETURNING dob",
+    kinds: ['update'],
+    relations: ['>patients'],
+    columns: ['dob', 'name', 'patients.ssn', 'zip'],
+    predicates: ['zip'],
+    functions: ['lower'],
+  },
+  {
+    sql: 'UPDATE patients p SET name = v.n FROM visits v JOIN labs l ON l.vid = v.id WHERE v.pid = p.id',
+    kinds: ['update'],
+    relations: ['>patients p', 'labs l', 'visits v'],
+    columns: ['l.vid', 'p.id', 'p.name', 'v.id', 'v.n', 'v.pid'],
+    predicates: ['l.vid', 'p.id', 'v.id', 'v.pid'],
+  },
+  {
+    sql: "DELETE FROM patients WHERE ssn = '123-45-6789' RETURNING name",
+    kinds: ['delete'],
+    relations: ['>patients'],
+    columns: ['name', 'ssn'],
+    predicates: ['ssn'],
+  },
+  {
+    sql: 'INSERT INTO patients (ssn, name) SELECT ssn, name FROM staging WHERE ok',
+    kinds: ['insert', 'select'],
+    relations: ['>patients', 'staging'],
+    columns: ['name', 'ok', 'patients.name', 'patients.ssn', 'ssn'],
+    predicates: ['ok'],
+  },
+  {
+    sql: "INSERT INTO patients (ssn) VALUES ('1') ON CONFLICT (ssn) WHERE active DO UPDATE SET name = 'x' WHERE patients.dob > '2000-01-01'",
+    kinds: ['insert', 'update'],
+    relations: ['>patients'],
+    columns: ['active', 'patients.dob', 'patients.name', 'patients.ssn'],
+    predicates: ['active', 'patients.dob'],
+  },
+  {
+    sql: 'MERGE INTO patients p USING staging s ON p.ssn = s.ssn WHEN MATCHED AND s.dob <> p.dob THEN UPDATE SET name = s.name WHEN NOT MATCHED THEN INSERT (ssn) VALUES (s.ssn)',
+    kinds: ['merge', 'update', 'insert'],
+    relations: ['>patients p', 'staging s'],
+    columns: ['p.dob', 'p.name', 'p.ssn', 's.dob', 's.name', 's.ssn'],
+    predicates: ['p.dob', 'p.ssn', 's.dob', 's.ssn'],
+  },
+  // Nested levels, whole-row references, statements that wrap a query.
+  {
+    sql: "SELECT name FROM patients WHERE EXISTS (SELECT 1 FROM visits WHERE visits.pid = patients.id AND CASE WHEN visits.code = 'x' THEN true END)",
+    kinds: ['select'],
+    relations: ['patients', 'visits'],
+    columns: ['name', 'patients.id', 'visits.code', 'visits.pid'],
+    predicates: ['patients.id', 'visits.code', 'visits.pid'],
+  },
+  {
+    sql: 'SELECT (SELECT max(dob) FROM visits v WHERE v.pid = p.id ORDER BY v.at LIMIT 1) FROM patients p',
+    kinds: ['select'],
+    relations: ['patients p', 'visits v'],
+    columns: ['dob', 'p.id', 'v.at', 'v.pid'],
+    predicates: ['p.id', 'v.at', 'v.pid'],
+    functions: ['max'],
+  },
+  {
+    sql: 'SELECT 1 FROM patients p WHERE p IS NOT NULL ORDER BY p.*',
+    kinds: ['select'],
+    relations: ['patients p'],
+    columns: ['p', 'p.*'],
+    predicates: ['p', 'p.*'],
+  },
+  {
+    sql: "DECLARE c CURSOR FOR SELECT name FROM patients WHERE ssn > '5'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['name', 'ssn'],
+    predicates: ['ssn'],
+  },
+  {
+    sql: "COPY (SELECT name FROM patients WHERE ssn LIKE '1%') TO STDOUT",
+    kinds: ['copy_out', 'select'],
+    relations: ['patients'],
+    columns: ['name', 'ssn'],
+    predicates: ['ssn'],
+  },
+  // CTE SEARCH orders by its columns, CYCLE compares them.
+  {
+    sql: 'EXPLAIN SELECT name FROM patients ORDER BY ssn',
+    kinds: ['utility', 'select'],
+    relations: ['patients'],
+    columns: ['name', 'ssn'],
+    predicates: ['ssn'],
+  },
+  {
+    sql: 'WITH RECURSIVE t(a, b) AS (SELECT 1, 2 UNION ALL SELECT a + 1, b FROM t WHERE a < 3) SEARCH BREADTH FIRST BY b SET ord CYCLE a SET seen USING path SELECT * FROM t',
+    kinds: ['select'],
+    columns: ['*', 'a', 'b'],
+    predicates: ['a', 'b'],
+  },
+  {
+    sql: "SELECT * FROM (SELECT * FROM (SELECT name FROM patients WHERE ssn = '1') a ORDER BY name) b WHERE b.name > 'a'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['*', 'b.name', 'name', 'ssn'],
+    predicates: ['b.name', 'name', 'ssn'],
+  },
 ];
 
 describe('analyzeSql: statements to facts', () => {
@@ -604,6 +1006,7 @@ describe('analyzeSql: statements to facts', () => {
       expect(new Set(f.kinds).size).toBe(f.kinds.length);
       expect(relationsOf(f)).toEqual([...(c.relations ?? [])].sort());
       expect(columnsOf(f)).toEqual([...(c.columns ?? [])].sort());
+      expect(predicatesOf(f)).toEqual([...(c.predicates ?? [])].sort());
       expect(functionsOf(f)).toEqual([...(c.functions ?? [])].sort());
       expect(guardsOf(f)).toEqual([...(c.guard ?? [])].sort());
       if (c.setting !== undefined) expect(f.setting).toEqual(c.setting);
@@ -664,6 +1067,28 @@ describe('statementFactsOf: node types a later PostgreSQL may add', () => {
     expect(f.guard.ddl).toBe(true);
     expect(relationsOf(f)).toEqual(['audit', 'patients']);
     expect(columnsOf(f)).toEqual(['p.*']);
+  });
+
+  it("searches an unknown node inside a WHERE for predicate columns, and any node's WHERE", () => {
+    const ssn = { ColumnRef: { fields: [{ String: { sval: 'ssn' } }] } };
+    const name = { ColumnRef: { fields: [{ String: { sval: 'name' } }] } };
+    const select = statementFactsOf({
+      stmt: {
+        SelectStmt: {
+          targetList: [{ ResTarget: { val: { FutureExpr: { arg: name } } } }],
+          fromClause: [rangeVar('patients')],
+          whereClause: { FutureExpr: { args: [{ FuturePart: { inner: ssn } }] } },
+          op: 'SETOP_NONE',
+        },
+      },
+    });
+    expect(columnsOf(select)).toEqual(['name', 'ssn']);
+    expect(predicatesOf(select)).toEqual(['ssn']);
+
+    const future = statementFactsOf({
+      stmt: { FutureStmt: { relation: rangeVar('patients'), whereClause: ssn, returning: [name] } },
+    });
+    expect(predicatesOf(future)).toEqual(['ssn']);
   });
 
   it('reads a missing or malformed statement as DDL', () => {
@@ -766,6 +1191,12 @@ describe('analyzeSql: hostile input', () => {
     const subqueries =
       'SELECT * FROM t0 WHERE a IN ' + '(SELECT a FROM t WHERE a IN '.repeat(600) + '(1)' + ')'.repeat(600);
     expect(relationsOf(only(subqueries))).toEqual(['t', 't0']);
+    expect(predicatesOf(only(subqueries))).toEqual(['a']);
+    // An output name found through thousands of casts and hundreds of scalar subqueries.
+    const casts = 'SELECT lower(ssn)' + '::text'.repeat(3000) + ' FROM p ORDER BY lower';
+    expect(predicatesOf(only(casts))).toEqual(['lower', 'ssn']);
+    const scalars = 'SELECT ' + '(SELECT '.repeat(400) + 'ssn AS k' + ')'.repeat(400) + ' FROM p ORDER BY k';
+    expect(predicatesOf(only(scalars))).toEqual(['k', 'ssn']);
   });
 
   it('fails a statement too deep for the parser, then replaces the broken parser instance', async () => {
@@ -972,6 +1403,39 @@ describe('analyzeSql: relations of random queries', () => {
   });
 });
 
+describe('analyzeSql: predicate columns of random queries', () => {
+  // SELECT <columns> FROM patients p [WHERE <col> = 1] [ORDER BY <col>]: exactly the WHERE and ORDER BY columns are
+  // predicates. The select list is unqualified, so an unqualified ORDER BY name resolves to the same column.
+  const COLUMNS = ['id', 'name', 'ssn', 'dob', 'Zip Code'] as const;
+  const ident = (c: string) => (/^[a-z]+$/.test(c) ? c : `"${c}"`);
+  const reference = fc.record({ qualified: fc.boolean(), name: fc.constantFrom(...COLUMNS) });
+  const query = fc.record({
+    select: fc.array(fc.constantFrom(...COLUMNS), { minLength: 1, maxLength: 4 }),
+    where: fc.option(reference, { nil: undefined }),
+    orderBy: fc.option(reference, { nil: undefined }),
+  });
+
+  it('are exactly the columns placed in WHERE and ORDER BY', () => {
+    fc.assert(
+      fc.property(query, (q) => {
+        const written = (r: { qualified: boolean; name: string }) =>
+          `${r.qualified ? 'p.' : ''}${ident(r.name)}`;
+        const seen = (r: { qualified: boolean; name: string }) => `${r.qualified ? 'p.' : ''}${r.name}`;
+        let sql = `SELECT ${q.select.map(ident).join(', ')} FROM patients p`;
+        if (q.where) sql += ` WHERE ${written(q.where)} = 1`;
+        if (q.orderBy) sql += ` ORDER BY ${written(q.orderBy)}`;
+        const expected = new Set<string>();
+        if (q.where) expected.add(seen(q.where));
+        if (q.orderBy) expected.add(seen(q.orderBy));
+        const f = only(sql);
+        expect(predicatesOf(f)).toEqual([...expected].sort());
+        expect(columnsOf(f)).toEqual([...new Set([...q.select, ...expected])].sort());
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
 describe('SqlParseCache', () => {
   it('counts hits and misses and returns the same result for the same text', () => {
     const cache = new SqlParseCache(16);
@@ -1076,6 +1540,10 @@ describe('analyzeSql results', () => {
     expect(Object.isFrozen(f.relations)).toBe(true);
     expect(Object.isFrozen(f.columns[0].qualifier)).toBe(true);
     expect(Object.isFrozen(f.guard)).toBe(true);
+    const g = only('SELECT 1 FROM patients p WHERE p.ssn = $1');
+    expect(Object.isFrozen(g.predicateColumns)).toBe(true);
+    expect(Object.isFrozen(g.predicateColumns[0])).toBe(true);
+    expect(Object.isFrozen(g.predicateColumns[0].qualifier)).toBe(true);
   });
 });
 
