@@ -20,6 +20,20 @@
 //
 // Growing frees the old region first; the allocator reuses it in place when it is the last block, otherwise the old
 // region is abandoned, which geometric growth keeps bounded.
+//
+// Masking region (assembly/mask.ts), obtained by maskReserve(planCapacity, inputCapacity, outputCapacity):
+//
+//   plan       = base                      planCapacity bytes: the encoded MaskPlan (below), validated by maskLoadPlan
+//   input      = plan + planCapacity       inputCapacity bytes: the DataRow to mask
+//   output     = input + inputCapacity     outputCapacity bytes: the masked DataRow written by maskRow
+//
+// Encoded plan, little-endian u32, offsets from the plan's start:
+//
+//   +0         columnCount, redactionOffset, redactionLength, 0
+//   +16        columnCount x (action, a, b, 0): PARTIAL a = keepFirst, b = keepLast; FIXED a = text offset, b = length
+//   then       the texts (redaction and fixed replacements), each at most MASK_MAX_TEXT_BYTES
+//
+// maskReserve drops the loaded plan: JavaScript copies the plan in again and calls maskLoadPlan after growing.
 
 /** Bumped whenever the exports or the layout below change; the loader refuses a module built for another version. */
 export const FRAMER_ABI_VERSION = 1;
@@ -71,6 +85,53 @@ export function framerLayout(base: number, chunkCapacity: number): FramerLayout 
   };
 }
 
+/** Bumped whenever the masking exports, codes or layout change; the loader refuses a module built for another. */
+export const MASK_ABI_VERSION = 1;
+
+/** What the masking kernel does to one column (MASK_ACTION_* in assembly/mask.ts). */
+export const MaskAction = {
+  Pass: 0,
+  Null: 1,
+  Redact: 2,
+  Partial: 3,
+  YearOnly: 4,
+  MonthYear: 5,
+  Zip3: 6,
+  Email: 7,
+  Fixed: 8,
+  Detect: 9,
+} as const;
+export type MaskAction = (typeof MaskAction)[keyof typeof MaskAction];
+export const MASK_ACTION_COUNT = 10;
+
+/** maskRow returns the masked row's length or one of these (negative) statuses; maskLoadPlan returns Ok or BadPlan. */
+export const MaskStatus = {
+  Ok: 0,
+  MalformedRow: -1,
+  ColumnCount: -2,
+  OutputTooSmall: -3,
+  BadPlan: -4,
+  BadCall: -5,
+} as const;
+export type MaskStatus = (typeof MaskStatus)[keyof typeof MaskStatus];
+
+export const MASK_PLAN_HEADER_BYTES = 16;
+export const MASK_PLAN_ENTRY_BYTES = 16;
+export const MASK_MAX_TEXT_BYTES = 1024;
+export const MASK_MAX_COLUMNS = 0x7fff;
+
+export interface MaskLayout {
+  readonly base: number;
+  readonly plan: number;
+  readonly input: number;
+  readonly output: number;
+}
+
+/** Where each part of the masking region lies for a region at `base` (what maskReserve computes). */
+export function maskLayout(base: number, planCapacity: number, inputCapacity: number): MaskLayout {
+  return { base, plan: base, input: base + planCapacity, output: base + planCapacity + inputCapacity };
+}
+
 // The project compiles without the DOM lib, which is where TypeScript declares WebAssembly: the little used is here.
 export interface WasmMemory {
   readonly buffer: ArrayBuffer;
@@ -116,6 +177,37 @@ export interface PgwardenExports {
     bias: number,
     recordStart: number,
   ): number;
+  readonly MASK_ABI_VERSION: WasmGlobal;
+  readonly MASK_ACTION_PASS: WasmGlobal;
+  readonly MASK_ACTION_NULL: WasmGlobal;
+  readonly MASK_ACTION_REDACT: WasmGlobal;
+  readonly MASK_ACTION_PARTIAL: WasmGlobal;
+  readonly MASK_ACTION_YEAR_ONLY: WasmGlobal;
+  readonly MASK_ACTION_MONTH_YEAR: WasmGlobal;
+  readonly MASK_ACTION_ZIP3: WasmGlobal;
+  readonly MASK_ACTION_EMAIL: WasmGlobal;
+  readonly MASK_ACTION_FIXED: WasmGlobal;
+  readonly MASK_ACTION_DETECT: WasmGlobal;
+  readonly MASK_ACTION_COUNT: WasmGlobal;
+  readonly MASK_OK: WasmGlobal;
+  readonly MASK_ERROR_MALFORMED_ROW: WasmGlobal;
+  readonly MASK_ERROR_COLUMN_COUNT: WasmGlobal;
+  readonly MASK_ERROR_OUTPUT_TOO_SMALL: WasmGlobal;
+  readonly MASK_ERROR_BAD_PLAN: WasmGlobal;
+  readonly MASK_ERROR_BAD_CALL: WasmGlobal;
+  readonly MASK_PLAN_HEADER_BYTES: WasmGlobal;
+  readonly MASK_PLAN_ENTRY_BYTES: WasmGlobal;
+  readonly MASK_MAX_TEXT_BYTES: WasmGlobal;
+  readonly MASK_MAX_COLUMNS: WasmGlobal;
+  /** Makes room for a plan, an input row and an output row of these sizes; returns the region base. May grow memory. */
+  maskReserve(planCapacity: number, inputCapacity: number, outputCapacity: number): number;
+  maskPlanPtr(): number;
+  maskInputPtr(): number;
+  maskOutputPtr(): number;
+  /** Validates the plan of `planLength` bytes in the plan area and makes it current: MaskStatus.Ok or BadPlan. */
+  maskLoadPlan(planLength: number): number;
+  /** Masks the row in the input area into the output area (at most outCapacity bytes): its length or a MaskStatus. */
+  maskRow(rowLength: number, outCapacity: number): number;
 }
 
 /** Constant exports whose values must equal the mirrors above; the loader checks them once. */
@@ -129,4 +221,30 @@ export const FRAMER_ABI_CONSTANTS: ReadonlyArray<readonly [keyof PgwardenExports
   ['FRAMER_STATE_BYTES', FRAMER_STATE_BYTES],
   ['FRAMER_RECORD_BYTES', FRAMER_RECORD_BYTES],
   ['FRAMER_CARRY_SLACK', FRAMER_CARRY_SLACK],
+];
+
+/** The masking kernel's constant exports and their mirrors; the loader checks them once, with the framer's. */
+export const MASK_ABI_CONSTANTS: ReadonlyArray<readonly [keyof PgwardenExports, number]> = [
+  ['MASK_ABI_VERSION', MASK_ABI_VERSION],
+  ['MASK_ACTION_PASS', MaskAction.Pass],
+  ['MASK_ACTION_NULL', MaskAction.Null],
+  ['MASK_ACTION_REDACT', MaskAction.Redact],
+  ['MASK_ACTION_PARTIAL', MaskAction.Partial],
+  ['MASK_ACTION_YEAR_ONLY', MaskAction.YearOnly],
+  ['MASK_ACTION_MONTH_YEAR', MaskAction.MonthYear],
+  ['MASK_ACTION_ZIP3', MaskAction.Zip3],
+  ['MASK_ACTION_EMAIL', MaskAction.Email],
+  ['MASK_ACTION_FIXED', MaskAction.Fixed],
+  ['MASK_ACTION_DETECT', MaskAction.Detect],
+  ['MASK_ACTION_COUNT', MASK_ACTION_COUNT],
+  ['MASK_OK', MaskStatus.Ok],
+  ['MASK_ERROR_MALFORMED_ROW', MaskStatus.MalformedRow],
+  ['MASK_ERROR_COLUMN_COUNT', MaskStatus.ColumnCount],
+  ['MASK_ERROR_OUTPUT_TOO_SMALL', MaskStatus.OutputTooSmall],
+  ['MASK_ERROR_BAD_PLAN', MaskStatus.BadPlan],
+  ['MASK_ERROR_BAD_CALL', MaskStatus.BadCall],
+  ['MASK_PLAN_HEADER_BYTES', MASK_PLAN_HEADER_BYTES],
+  ['MASK_PLAN_ENTRY_BYTES', MASK_PLAN_ENTRY_BYTES],
+  ['MASK_MAX_TEXT_BYTES', MASK_MAX_TEXT_BYTES],
+  ['MASK_MAX_COLUMNS', MASK_MAX_COLUMNS],
 ];

@@ -1,7 +1,13 @@
 // Loads build/pgwarden.wasm once per thread, synchronously on first use, and checks it against src/wasm/abi.ts.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { FRAMER_ABI_CONSTANTS, type PgwardenExports, type WasmGlobal, type WasmMemory } from './abi.js';
+import {
+  FRAMER_ABI_CONSTANTS,
+  MASK_ABI_CONSTANTS,
+  type PgwardenExports,
+  type WasmGlobal,
+  type WasmMemory,
+} from './abi.js';
 
 // The project compiles without the DOM lib (where TypeScript declares WebAssembly); this is the part the loader uses.
 interface WasmApi {
@@ -69,7 +75,7 @@ function instantiate(bytes: Uint8Array): PgwardenExports {
   });
   const exports = instance.exports as unknown as PgwardenExports;
   view.memory = exports.memory;
-  for (const [name, expected] of FRAMER_ABI_CONSTANTS) {
+  for (const [name, expected] of [...FRAMER_ABI_CONSTANTS, ...MASK_ABI_CONSTANTS]) {
     const global = exports[name] as WasmGlobal | undefined;
     const actual: unknown = global?.value;
     if (actual !== expected) {
