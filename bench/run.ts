@@ -9,12 +9,13 @@ import { framingMarkdown, runFramingScenario } from './lib/framing.js';
 import { runMacroScenario, type MacroOptions } from './lib/macro.js';
 import { killRunningPgbench } from './lib/pgbench.js';
 import { policyCheckMarkdown, runPolicyCheckBench } from './micro/policy-check.js';
+import { maskKernelMarkdown, runMaskKernelBench } from './micro/mask-kernel.js';
 import { macroMarkdown, saveResults } from './lib/report.js';
 import { ALL_TARGETS, type MacroScenario, type TargetName } from './lib/types.js';
 
 const USAGE = `usage: npm run bench -- <scenario|framing|all> [options]
 
-scenarios: %SCENARIOS%, framing (micro), policy-check (micro), all
+scenarios: %SCENARIOS%, framing, policy-check, mask-kernel (micro), all
 options:
   --rounds N          interleaved rounds per target (default 3)
   --seconds S         seconds per pgbench run, or per framing case (default 10)
@@ -96,6 +97,7 @@ async function main(): Promise<number> {
     requested !== 'all' &&
     requested !== 'framing' &&
     requested !== 'policy-check' &&
+    requested !== 'mask-kernel' &&
     !available.includes(requested)
   ) {
     process.stderr.write(`unknown scenario '${requested}'\n\n${usage}`);
@@ -125,10 +127,18 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal);
 
   const log = (line: string): void => console.error(line);
-  const names = requested === 'all' ? ['framing', 'policy-check', ...available] : [requested];
+  const names = requested === 'all' ? ['framing', 'policy-check', 'mask-kernel', ...available] : [requested];
   let failures = 0;
   for (const name of names) {
     try {
+      if (name === 'mask-kernel') {
+        const report = await runMaskKernelBench();
+        const md = maskKernelMarkdown(report);
+        process.stdout.write(`\n${md}\n`);
+        const saved = saveResults('mask-kernel', new Date().toISOString(), report, md);
+        log(`saved ${saved.json} and ${saved.md}`);
+        continue;
+      }
       if (name === 'policy-check') {
         const report = await runPolicyCheckBench();
         const md = policyCheckMarkdown(report);

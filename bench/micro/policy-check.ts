@@ -22,6 +22,7 @@ const STATEMENTS: readonly string[] = [
 const ROLE = compileRole('clinician', {
   admin: false,
   require_where: true,
+  allow_masked_predicates: false,
   statements: ['select', 'insert', 'update', 'transaction'],
   tables: { allow: ['public.*'], deny: ['public.audit_*'] },
   columns: { deny: ['public.patients.ssn'] },

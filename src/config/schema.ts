@@ -782,6 +782,10 @@ const UserSchema = Type.Object(
   { ...strict, description: 'One client identity.' },
 );
 
+/** The masking functions a mask may name (see src/masking/mask-spec.ts). */
+export const MASK_FUNCTION_PATTERN =
+  "^(redact|null|partial_last4|partial\\([0-9]{1,2},[0-9]{1,2}\\)|year_only|month_year|zip3|email|hash|fixed\\('[^']{0,256}'\\))$";
+
 export const STATEMENT_KINDS = [
   'select',
   'insert',
@@ -891,14 +895,25 @@ const RoleSchema = Type.Object(
         description: 'Client addresses this role may be used from; any when unset.',
       }),
     ),
+    allow_masked_predicates: filled(
+      Type.Boolean({
+        default: false,
+        description:
+          'Let this role use its masked columns in WHERE, JOIN, ORDER BY, GROUP BY, HAVING and window clauses (which can reveal a masked value one query at a time). Refused by default.',
+      }),
+    ),
     masks: Type.Optional(
       nameMap(
         annotate(
           Type.String({
-            pattern: '^[a-z][a-z0-9_]*$',
-            description: 'Masking function applied to the column, e.g. redact, partial_last4, year_only.',
+            pattern: MASK_FUNCTION_PATTERN,
+            description:
+              "Masking function applied to the column: redact, null, partial_last4, partial(FIRST,LAST), year_only, month_year, zip3, email, hash, fixed('TEXT').",
           }),
-          { hint: () => 'must name a masking function such as redact, partial_last4 or year_only' },
+          {
+            hint: () =>
+              "must be a masking function: redact, null, partial_last4, partial(0,4), year_only, month_year, zip3, email, hash or fixed('text')",
+          },
         ),
         {
           pattern: '^[^.\\s]+\\.[^.\\s]+\\.[^.\\s]+$',
@@ -1072,6 +1087,31 @@ export const ConfigSchema = Type.Object(
     log: filled(LogSchema),
     audit: Type.Optional(AuditSchema),
     access: filled(AccessSchema),
+    masking: filled(
+      withExtra<{
+        /** Content of hash_key_file, read at load. */
+        readonly hash_key?: string;
+      }>()(
+        Type.Object(
+          {
+            redaction: filled(
+              Type.String({
+                minLength: 1,
+                maxLength: 64,
+                default: '***',
+                description: 'Text that replaces a redacted value.',
+              }),
+            ),
+            hash_key_file: Type.Optional(
+              secretFile(
+                'Key (at least 32 bytes) of the keyed HMAC-SHA-256 behind the hash mask; required when a role uses hash.',
+              ),
+            ),
+          },
+          { ...strict, default: {}, description: 'PHI masking of result rows (roles.*.masks).' },
+        ),
+      ),
+    ),
     databases: nameMap(DatabaseSchema, {
       pattern: PG_NAME_PATTERN,
       keyLabel: 'database',

@@ -186,6 +186,12 @@ export const ERRORS = {
     message: 'pgwarden setting %s cannot be set this way',
     hint: "Use SET [LOCAL] pgwarden.actor = '<token>' or SET pgwarden.break_glass = '<reason>' as a statement of its own.",
   },
+  PGW_ERR_MASK_CATALOG: {
+    sqlstate: '58000',
+    severity: 'FATAL',
+    message:
+      'could not read the mask catalog of database "%s": masked sessions are refused until it can be read',
+  },
   PGW_ERR_INTERNAL: {
     sqlstate: 'XX000',
     severity: 'FATAL',

@@ -15,6 +15,7 @@ import { BackendCode, FrontendCode, RequestCode, TxStatus } from '../protocol/co
 import {
   decodeBind,
   decodeCancel,
+  decodeClose,
   decodeCommandComplete,
   decodeErrorFields,
   decodeExecute,
@@ -47,6 +48,8 @@ import { lockoutKeys } from '../auth/lockout.js';
 import { sendCancel } from '../backend/cancel.js';
 import { SessionPolicy } from '../policy/session-policy.js';
 import { statementTextRisk } from '../policy/rules.js';
+import { SessionMasker } from '../masking/session-masker.js';
+import { decodeBindResultFormats, ResultTracker } from '../masking/result-tracker.js';
 import type { DatabaseEntry, UserEntry } from './runtime.js';
 import type { WorkerContext } from './worker-context.js';
 
@@ -141,6 +144,12 @@ export class ClientSession implements ServerOwner {
   /** Rows of the current statement's result, against max_rows; rows are dropped until ReadyForQuery once hit. */
   private rowCount = 0;
   private rowStop = false;
+  /** Masking: the session's masker and the tracker that ties rows to their descriptions; null when no role the
+   *  session may take on has masks. */
+  private masker: SessionMasker | null = null;
+  private tracker: ResultTracker | null = null;
+  /** Expressions in results are masked (not only content-checked) until this round trip has ended. */
+  private maskedReadsUntil = 0;
 
   constructor(
     private readonly raw: net.Socket,
@@ -526,6 +535,22 @@ export class ClientSession implements ServerOwner {
       pool.release(server, true); // the client left while we waited
       return;
     }
+    if (this.gate && this.maySeeMasks()) {
+      // Masked sessions need the mask catalog before their first row; it is read on this idle connection.
+      try {
+        const catalog = await this.ctx.maskCatalog(db, server);
+        this.masker = new SessionMasker(catalog, rt.policy.redaction, rt.policy.hashKey, rt.framing);
+        this.tracker = new ResultTracker();
+      } catch (e) {
+        pool.release(server, false);
+        log.error('could not read the mask catalog', { database: db.name, error: describeError(e) });
+        return this.fail(pgwError('PGW_ERR_MASK_CATALOG', db.name));
+      }
+      if (this.phase !== 'connecting') {
+        pool.release(server, true);
+        return;
+      }
+    }
     this.pool = pool;
     this.server = server;
     const key = this.ctx.keys.next((pid) => this.ctx.sessions.has(pid));
@@ -611,8 +636,21 @@ export class ClientSession implements ServerOwner {
       policy: () => this.ctx.runtime.policy,
       audit: this.audit,
       transactionFailed: () => this.txStatus === TxStatus.Failed,
+      ddlAllowed: () => this.ctx.invalidateMaskCatalogs(),
     });
     return null;
+  }
+
+  /** Whether any role this session could take on (its own, an actor's, break glass) masks columns. */
+  private maySeeMasks(): boolean {
+    const rt = this.ctx.runtime;
+    const user = this.user!;
+    const possible = [
+      ...user.roles,
+      ...(user.actorRoles ?? []),
+      ...(user.breakGlass ? [user.breakGlass.role] : []),
+    ];
+    return possible.some((name) => (rt.policy.roles.get(name)?.masks.length ?? 0) > 0);
   }
 
   private upstreamFailed(db: DatabaseEntry, e: unknown): void {
@@ -764,12 +802,59 @@ export class ClientSession implements ServerOwner {
         this.terminateAt = this.out.reduce((n, b) => n + b.length, 0);
         return;
     }
+    if (
+      gate.lastReadsMasked &&
+      (code === FrontendCode.Query || code === FrontendCode.Parse || code === FrontendCode.Bind)
+    ) {
+      gate.lastReadsMasked = false;
+      const roundTrip = code === FrontendCode.Query ? this.sentRoundTrips : this.sentRoundTrips + 1;
+      this.maskedReadsUntil = Math.max(this.maskedReadsUntil, roundTrip);
+    }
+    if (this.tracker) this.trackRequest(forward);
     const last = this.out.length - 1;
     const prev = last >= 0 ? this.out[last] : null;
     if (prev && prev.buffer === forward.buffer && prev.byteOffset + prev.length === forward.byteOffset) {
       this.out[last] = Buffer.from(prev.buffer, prev.byteOffset, prev.length + forward.length);
     } else {
       this.out.push(forward);
+    }
+  }
+
+  /** Tells the result tracker what goes upstream (after the gate: replacements included), in order. */
+  private trackRequest(msg: Buffer): void {
+    const tracker = this.tracker!;
+    switch (msg[0]) {
+      case FrontendCode.Query:
+        tracker.query();
+        return;
+      case FrontendCode.Parse:
+        tracker.parse(decodeParse(msg).name);
+        return;
+      case FrontendCode.Bind: {
+        const { portal, statement } = decodeBind(msg, false);
+        tracker.bind(portal, statement, decodeBindResultFormats(msg));
+        return;
+      }
+      case FrontendCode.Describe: {
+        const { kind, name } = decodeClose(msg); // same layout: a kind byte, then a name
+        if (kind === 0x53) tracker.describeStatement(name);
+        else tracker.describePortal(name);
+        return;
+      }
+      case FrontendCode.Execute:
+        tracker.execute(decodeExecute(msg));
+        return;
+      case FrontendCode.Close: {
+        const { kind, name } = decodeClose(msg);
+        tracker.close(kind, name);
+        return;
+      }
+      case FrontendCode.Sync:
+        tracker.sync();
+        return;
+      case FrontendCode.FunctionCall:
+        tracker.functionCall();
+        return;
     }
   }
 
@@ -831,6 +916,7 @@ export class ClientSession implements ServerOwner {
   /** Policy sessions: the server's messages one by one, to be forwarded, replaced or held back. */
   serverMessage(code: number, msg: Buffer): void {
     const gate = this.gate!;
+    if (this.tracker) msg = this.maskMessage(code, msg);
     if (code === BackendCode.ReadyForQuery) {
       this.rowStop = false;
       this.rowCount = 0;
@@ -868,6 +954,23 @@ export class ClientSession implements ServerOwner {
         break;
     }
     this.out.push(msg);
+  }
+
+  /**
+   * Masked sessions: a DataRow goes out masked; an upstream ErrorResponse or NoticeResponse keeps its severity,
+   * code, message and position only (DETAIL such as `Key (ssn)=(123-45-6789) already exists`, hints and context
+   * can carry values).
+   */
+  private maskMessage(code: number, msg: Buffer): Buffer {
+    const desc = this.tracker!.response(code, msg);
+    const masks = this.gate!.policy.roles(this.ctx.runtime.policy).masks;
+    if (masks.size === 0) return msg;
+    if (code === BackendCode.DataRow) {
+      return this.masker!.mask(msg, desc, masks, this.doneRoundTrips < this.maskedReadsUntil);
+    }
+    if (code === BackendCode.ErrorResponse || code === BackendCode.NoticeResponse)
+      return scrubErrorFields(msg);
+    return msg;
   }
 
   /** max_rows reached: the client gets an error now, PostgreSQL is asked to stop, and the rest is dropped. */
@@ -1044,6 +1147,26 @@ export class ClientSession implements ServerOwner {
       }, 2000).unref();
     }
   }
+}
+
+/** ErrorResponse / NoticeResponse fields a masked session may see: nothing that quotes data. */
+const SAFE_ERROR_FIELDS = new Set(['S', 'V', 'C', 'M', 'P', 'F', 'L', 'R'].map((c) => c.charCodeAt(0)));
+
+function scrubErrorFields(msg: Buffer): Buffer {
+  const kept: Buffer[] = [];
+  let at = 5;
+  while (at < msg.length && msg[at] !== 0) {
+    const end = msg.indexOf(0, at + 1);
+    if (end < 0) break;
+    if (SAFE_ERROR_FIELDS.has(msg[at])) kept.push(msg.subarray(at, end + 1));
+    at = end + 1;
+  }
+  const body = Buffer.concat([...kept, Buffer.from([0])]);
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = msg[0];
+  out.writeInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
 }
 
 /** A schema name as a quoted identifier, for the pinned search_path. */

@@ -48,6 +48,8 @@ export interface GateEvents {
   readonly audit: SessionAudit | null;
   /** Whether the upstream transaction is known to have failed (then pgwarden's settings are not applied). */
   transactionFailed(): boolean;
+  /** A DDL statement is about to go upstream: relations may change under the mask catalogs. */
+  ddlAllowed(): void;
 }
 
 export class StatementGate {
@@ -195,6 +197,7 @@ export class StatementGate {
     | { kind: 'allow' }
     | { kind: 'refuse'; error: PgwardenError }
     | { kind: 'intercept'; facts: StatementFacts } {
+    this.lastReadsMasked = false;
     if (this.textUnsafe !== null) {
       stats.policyRefusals++;
       return {
@@ -228,10 +231,13 @@ export class StatementGate {
     }
     this.closeElapsedBreakGlass();
     const roles = this.policy.roles(rt);
+    let readsMasked = false;
+    let ddl = false;
     for (const facts of statements) {
       const refusal = roles.check(facts, this.pinned);
       if (refusal) {
         stats.policyRefusals++;
+        if (refusal.rule === 'roles.*.allow_masked_predicates') stats.maskedPredicateRefusals++;
         const error = pgwErrorWithDetail(
           'PGW_ERR_POLICY_DENIED',
           `Rule: ${refusal.rule}. Roles: ${roles.names.join(', ') || '(none)'}.`,
@@ -239,9 +245,15 @@ export class StatementGate {
         );
         return { kind: 'refuse', error };
       }
+      if (roles.masks.size > 0 && roles.readsMasked(facts)) readsMasked = true;
+      if (facts.kinds.includes('ddl')) ddl = true;
     }
+    this.lastReadsMasked = readsMasked;
+    if (ddl) this.events.ddlAllowed();
     return { kind: 'allow' };
   }
+  /** The last statement judged may read a masked column (its expressions are then masked, not only detected). */
+  lastReadsMasked = false;
 
   private closeElapsedBreakGlass(): void {
     const ended = this.policy.breakGlassExpired();

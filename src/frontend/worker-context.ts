@@ -11,6 +11,12 @@ import type { DatabaseEntry, RuntimeSettings } from './runtime.js';
 import type { WorkerAudit } from '../audit/worker-audit.js';
 import { BroadcastLockoutStore, MemoryLockoutStore, type LockoutStore } from '../auth/lockout.js';
 import type { LockoutPolicy } from '../auth/lockout.js';
+import type { ServerConnection } from '../backend/server-connection.js';
+import { loadMaskCatalog, type MaskCatalog } from '../masking/mask-catalog.js';
+import type { PolicyRuntime } from '../policy/policy-runtime.js';
+
+/** A mask catalog is read again after this long, so DDL made elsewhere (other workers, nodes) is seen. */
+const MASK_CATALOG_TTL_MS = 60_000;
 
 /** Workers of one node share lockout counts over this channel (a failure on any worker counts on all). */
 const LOCKOUT_CHANNEL = 'pgwarden-lockout';
@@ -53,6 +59,27 @@ export class WorkerContext {
     });
     this.pools.set(db.name, { pool, fingerprint: db.fingerprint });
     return pool;
+  }
+
+  /**
+   * The mask catalog of a database, read (on `server`, idle and about to serve a masked session) when there is
+   * none or it is older than the TTL or DDL has passed through this worker since it was read.
+   */
+  async maskCatalog(db: DatabaseEntry, server: ServerConnection): Promise<MaskCatalog> {
+    const policy = this.runtime.policy;
+    const cached = this.maskCatalogs.get(db.name);
+    if (cached && cached.policy === policy && Date.now() - cached.catalog.loadedAt < MASK_CATALOG_TTL_MS) {
+      return cached.catalog;
+    }
+    const catalog = await loadMaskCatalog(server, policy.allMasks, this.runtime.poolAcquireMs);
+    this.maskCatalogs.set(db.name, { catalog, policy });
+    return catalog;
+  }
+  private readonly maskCatalogs = new Map<string, { catalog: MaskCatalog; policy: PolicyRuntime }>();
+
+  /** DDL went upstream: relations and views may have changed under every mask catalog of this worker. */
+  invalidateMaskCatalogs(): void {
+    this.maskCatalogs.clear();
   }
 
   /** The node's brute-force lockout store under the current policy; null when lockout is off. */

@@ -54,6 +54,8 @@ export function emptySnapshot(): StatsSnapshot {
     breakGlassStarts: 0,
     lockouts: 0,
     addressRefusals: 0,
+    maskedFields: 0,
+    maskedPredicateRefusals: 0,
   };
 }
 
@@ -182,6 +184,12 @@ export class MetricsExposition {
       'pgwarden_address_refusals_total',
       'Connections refused by address rules (deny_cidrs, user cidrs, PROXY sources)',
       (s) => s.addressRefusals,
+    );
+    counter('pgwarden_masked_fields_total', 'Result values replaced by a mask', (s) => s.maskedFields);
+    counter(
+      'pgwarden_masked_predicate_refusals_total',
+      'Statements refused for using a masked column in a predicate',
+      (s) => s.maskedPredicateRefusals,
     );
     const latest = () => this.latest;
     new client.Counter({

@@ -45,6 +45,8 @@ export interface StatsSnapshot {
   breakGlassStarts: number;
   lockouts: number;
   addressRefusals: number;
+  maskedFields: number;
+  maskedPredicateRefusals: number;
 }
 
 export class WorkerStats {
@@ -88,6 +90,10 @@ export class WorkerStats {
   lockouts = 0;
   /** Connections refused by address rules (deny_cidrs, user cidrs, PROXY sources). */
   addressRefusals = 0;
+  /** Result values replaced by a mask (configured, unknown origin, or derived from a masked column). */
+  maskedFields = 0;
+  /** Statements refused for using a masked column in a predicate. */
+  maskedPredicateRefusals = 0;
 
   /** Records one statement round trip (seconds). Buckets are non-cumulative here; snapshot() accumulates. */
   observeDuration(seconds: number): void {
@@ -130,6 +136,8 @@ export class WorkerStats {
       breakGlassStarts: this.breakGlassStarts,
       lockouts: this.lockouts,
       addressRefusals: this.addressRefusals,
+      maskedFields: this.maskedFields,
+      maskedPredicateRefusals: this.maskedPredicateRefusals,
     };
   }
 }

@@ -13,6 +13,7 @@ import {
 import type { LockoutPolicy } from '../auth/lockout.js';
 import { CidrSet } from '../net/cidr.js';
 import { SqlParseCache } from './parse-cache.js';
+import { parseRoleMasks, type ColumnMask } from '../masking/mask-spec.js';
 import { compileRole, type CompiledRole } from './rules.js';
 
 export interface ActorTokenSettings {
@@ -33,6 +34,12 @@ export interface PolicyRuntime {
   readonly proxyTrusted: CidrSet | null;
   /** null when lockout is off (max_failures 0). */
   readonly lockout: LockoutPolicy | null;
+  /** Every role's masks together: what a database's mask catalog must locate. */
+  readonly allMasks: readonly ColumnMask[];
+  /** masking.redaction */
+  readonly redaction: string;
+  /** masking.hash_key: the HMAC key of the hash mask; null when none is configured. */
+  readonly hashKey: Buffer | null;
 }
 
 /** Header tokens carry claims; anything larger than this is not an actor token. */
@@ -51,11 +58,29 @@ export function buildPolicyRuntime(config: PgwardenConfig): PolicyRuntime {
     actorTokens: access.jwt ? buildActorTokens(access.jwt) : null,
     denyCidrs: new CidrSet(access.deny_cidrs),
     proxyTrusted: config.listen.proxy_protocol ? new CidrSet(config.listen.proxy_protocol.trusted) : null,
+    allMasks: uniqueColumns(
+      Object.entries(config.roles).flatMap(([name, r]) => parseRoleMasks(name, r.masks)),
+    ),
+    redaction: config.masking.redaction,
+    hashKey: config.masking.hash_key === undefined ? null : hashKeyOf(config.masking.hash_key),
     lockout:
       lockout.max_failures > 0
         ? { maxFailures: lockout.max_failures, windowMs: lockout.window, cooldownMs: lockout.cooldown }
         : null,
   };
+}
+
+function uniqueColumns(masks: ColumnMask[]): ColumnMask[] {
+  const seen = new Map<string, ColumnMask>();
+  for (const m of masks) seen.set(`${m.schema}.${m.table}.${m.column}`, m);
+  return [...seen.values()];
+}
+
+/** The hash mask's key: the file's bytes less one trailing newline; too short a key is refused at load. */
+function hashKeyOf(text: string): Buffer {
+  const key = Buffer.from(text.replace(/\r?\n$/, ''), 'utf8');
+  if (key.length < 32) throw new Error('masking.hash_key_file: the key must be at least 32 bytes');
+  return key;
 }
 
 function buildActorTokens(jwt: NonNullable<PgwardenConfig['access']['jwt']>): ActorTokenSettings {

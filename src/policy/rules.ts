@@ -6,6 +6,7 @@
 import type { RoleConfig } from '../config/schema.js';
 import { CidrSet } from '../net/cidr.js';
 import type { ColumnRef, RelationRef, StatementFacts, StatementKind } from './facts.js';
+import { parseRoleMasks, strictest, type MaskRule } from '../masking/mask-spec.js';
 
 /** Server file, large-object, dynamic-SQL and server-control functions: denied to non-admin roles by default. */
 export const GUARDED_FUNCTIONS: readonly string[] = [
@@ -160,11 +161,27 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-interface ColumnDeny {
+/** A rule on columns: which tables, which columns, and the config entry that says so. */
+interface ColumnRule {
   readonly table: Globs;
   readonly column: Globs;
   readonly rule: string;
 }
+
+/** A masked column of a role, as a column rule with its mask. */
+export interface MaskColumnRule extends ColumnRule {
+  readonly key: string;
+  readonly mask: MaskRule;
+}
+
+/** Planner statistics hold column values (most common values, histograms). */
+const STATISTICS_RELATIONS: ReadonlySet<string> = new Set([
+  'pg_catalog.pg_stats',
+  'pg_catalog.pg_statistic',
+  'pg_catalog.pg_stats_ext',
+  'pg_catalog.pg_stats_ext_exprs',
+  'pg_catalog.pg_statistic_ext_data',
+]);
 
 /** A role's config, ready to be checked against on the hot path. */
 export interface CompiledRole {
@@ -174,7 +191,9 @@ export interface CompiledRole {
   readonly statements: ReadonlySet<StatementKind>;
   readonly tableAllow: Globs | null;
   readonly tableDeny: Globs | null;
-  readonly columnDeny: readonly ColumnDeny[];
+  readonly columnDeny: readonly ColumnRule[];
+  readonly masks: readonly MaskColumnRule[];
+  readonly allowMaskedPredicates: boolean;
   readonly functionAllow: Globs | null;
   readonly functionDeny: Globs | null;
   readonly requireWhere: boolean;
@@ -208,7 +227,15 @@ export function compileRole(name: string, c: RoleConfig): CompiledRole {
     maxRows: c.max_rows ?? null,
     idleTimeoutMs: c.idle_timeout ?? null,
     cidrs: c.cidrs ? new CidrSet(c.cidrs) : null,
-    restrictsNames: c.tables !== undefined || columnDeny.length > 0,
+    masks: parseRoleMasks(name, c.masks).map((m) => ({
+      table: new Globs([`${m.schema}.${m.table}`]),
+      column: new Globs([m.column]),
+      rule: m.rule.source,
+      key: `${m.schema}.${m.table}.${m.column}`,
+      mask: m.rule,
+    })),
+    allowMaskedPredicates: c.allow_masked_predicates,
+    restrictsNames: c.tables !== undefined || columnDeny.length > 0 || Object.keys(c.masks ?? {}).length > 0,
   };
 }
 
@@ -226,6 +253,10 @@ export class RoleSet {
   readonly maxRows: number | null;
   readonly idleTimeoutMs: number | null;
   readonly names: readonly string[];
+  /** Masked columns (`schema.table.column` → mask) of this role set. */
+  readonly masks: ReadonlyMap<string, MaskRule>;
+  private readonly maskRules: readonly MaskColumnRule[];
+  private readonly maskedPredicatesAllowed: boolean;
 
   constructor(
     readonly roles: readonly CompiledRole[],
@@ -233,6 +264,17 @@ export class RoleSet {
     private readonly searchPath: readonly string[],
   ) {
     this.names = roles.map((r) => r.name);
+    // Masks combine like denials: a column masked by any role is masked, by the strictest mask among them.
+    const masks = new Map<string, MaskColumnRule>();
+    for (const role of roles) {
+      for (const m of role.masks) {
+        const seen = masks.get(m.key);
+        masks.set(m.key, seen ? { ...m, mask: strictest(seen.mask, m.mask) } : m);
+      }
+    }
+    this.maskRules = [...masks.values()];
+    this.masks = new Map([...masks].map(([key, m]) => [key, m.mask]));
+    this.maskedPredicatesAllowed = roles.every((r) => r.masks.length === 0 || r.allowMaskedPredicates);
     this.admin = roles.some((r) => r.admin);
     this.maxRows = minOf(roles.map((r) => r.maxRows));
     this.idleTimeoutMs = minOf(roles.map((r) => r.idleTimeoutMs));
@@ -244,7 +286,12 @@ export class RoleSet {
     if (this.roles.length === 0) {
       return { reason: 'the session has no roles in force here', rule: 'users.*.roles' };
     }
-    return this.checkGuardrails(facts, pinned) ?? this.checkDenials(facts) ?? this.checkGrants(facts);
+    return (
+      this.checkGuardrails(facts, pinned) ??
+      this.checkDenials(facts) ??
+      this.checkMasked(facts) ??
+      this.checkGrants(facts)
+    );
   }
 
   private checkGuardrails(f: StatementFacts, pinned: boolean): Refusal | null {
@@ -361,27 +408,82 @@ export class RoleSet {
    * may belong to any relation of the statement, `*` and whole-row references take every column.
    */
   private checkColumns(role: CompiledRole, f: StatementFacts): Refusal | null {
-    for (const ref of f.columns) {
-      for (const rel of relationsFor(ref, f.relations)) {
+    const hit = this.columnHit(f.columns, f.relations, role.columnDeny);
+    if (!hit) return null;
+    return hit.wholeRow
+      ? { reason: `whole-row reference to ${hit.table} includes denied columns`, rule: hit.rule.rule }
+      : { reason: `column ${hit.column} is denied`, rule: hit.rule.rule };
+  }
+
+  /**
+   * The first reference among `refs` that may name a column matched by `rules`. Without the catalog a reference is
+   * resolved conservatively: a bare name may belong to any relation of the statement, and `*` and whole-row
+   * references take every column.
+   */
+  private columnHit<R extends ColumnRule>(
+    refs: readonly ColumnRef[],
+    relations: readonly RelationRef[],
+    rules: readonly R[],
+  ): { rule: R; table: string; column: string; wholeRow: boolean } | null {
+    if (rules.length === 0) return null;
+    for (const ref of refs) {
+      for (const rel of relationsFor(ref, relations)) {
         for (const name of this.candidates(rel)) {
-          for (const deny of role.columnDeny) {
-            if (!deny.table.matches(name)) continue;
-            if (ref.name === '*' || deny.column.matches(ref.name))
-              return { reason: `column ${describeColumn(ref, name)} is denied`, rule: deny.rule };
+          for (const rule of rules) {
+            if (!rule.table.matches(name)) continue;
+            if (ref.name === '*' || rule.column.matches(ref.name))
+              return { rule, table: name, column: describeColumn(ref, name), wholeRow: false };
           }
         }
       }
       // A lone name that is a relation's alias or name is a whole-row reference: every column of it.
       if (ref.qualifier.length === 0) {
-        for (const rel of f.relations) {
+        for (const rel of relations) {
           if ((rel.alias ?? rel.name) !== ref.name) continue;
           for (const name of this.candidates(rel)) {
-            const deny = role.columnDeny.find((d) => d.table.matches(name));
-            if (deny)
-              return { reason: `whole-row reference to ${name} includes denied columns`, rule: deny.rule };
+            const rule = rules.find((d) => d.table.matches(name));
+            if (rule) return { rule, table: name, column: `${name}.*`, wholeRow: true };
           }
         }
       }
+    }
+    return null;
+  }
+
+  /** Whether the statement may read a column this role set sees masked (its derived columns are then masked). */
+  readsMasked(f: StatementFacts): boolean {
+    return this.columnHit(f.columns, f.relations, this.maskRules) !== null;
+  }
+
+  /**
+   * Masked sessions: what would expose a masked value outside the masked result columns — the masked column in a
+   * predicate (`WHERE ssn LIKE '123%'` reveals it digit by digit), planner statistics, EXPLAIN output, and COPY
+   * TO (whose rows are not masked by this version).
+   */
+  private checkMasked(f: StatementFacts): Refusal | null {
+    if (this.maskRules.length === 0) return null;
+    if (!this.maskedPredicatesAllowed) {
+      const hit = this.columnHit(f.predicateColumns, f.relations, this.maskRules);
+      if (hit)
+        return {
+          reason: `masked column ${hit.column} may not be used in a predicate (WHERE, JOIN, ORDER BY, GROUP BY, HAVING, window)`,
+          rule: 'roles.*.allow_masked_predicates',
+        };
+    }
+    if (f.command === 'ExplainStmt')
+      return {
+        reason: 'EXPLAIN is not allowed for roles with masks (plans show values)',
+        rule: 'roles.*.masks',
+      };
+    if (f.kinds.includes('copy_out'))
+      return { reason: 'COPY TO is not allowed for roles with masks', rule: 'roles.*.masks' };
+    for (const rel of f.relations) {
+      const stats = this.candidates(rel).find((name) => STATISTICS_RELATIONS.has(name));
+      if (stats)
+        return {
+          reason: `${stats} is not allowed for roles with masks (statistics hold values)`,
+          rule: 'roles.*.masks',
+        };
     }
     return null;
   }

@@ -25,6 +25,7 @@ function facts(over: Partial<StatementFacts> & { kind?: StatementKind }): Statem
     command: 'SelectStmt',
     relations: [],
     columns: [],
+    predicateColumns: [],
     functions: [],
     guard: NO_GUARD,
     setting: null,
@@ -42,7 +43,12 @@ const rel = (name: string, schema: string | null = null, alias: string | null = 
 });
 
 function role(name: string, c: Partial<RoleConfig>) {
-  return compileRole(name, { admin: false, require_where: true, ...c } as RoleConfig);
+  return compileRole(name, {
+    admin: false,
+    require_where: true,
+    allow_masked_predicates: false,
+    ...c,
+  } as RoleConfig);
 }
 
 const clinician = role('clinician', {
@@ -211,5 +217,59 @@ describe('RoleSet.check', () => {
     expect(set('client_encoding', 'UTF8')).toBeNull();
     expect(set('client_encoding', 'LATIN1')).toBeNull();
     expect(set('client_encoding', null, true)).toBeNull();
+  });
+});
+
+describe('RoleSet with masks', () => {
+  const masked = role('analyst', {
+    statements: ['select', 'copy_out', 'utility'],
+    masks: { 'public.patients.ssn': 'partial_last4', 'public.patients.name': 'redact' },
+  });
+  const rs = new RoleSet([masked], ['public']);
+  const patients = [rel('patients', null, 'p')];
+
+  it('combines masks of several roles, strictest first', () => {
+    const other = role('other', { statements: ['select'], masks: { 'public.patients.ssn': 'null' } });
+    const both = new RoleSet([masked, other], ['public']);
+    expect(both.masks.get('public.patients.ssn')?.fn).toBe('null');
+    expect(both.masks.get('public.patients.name')?.fn).toBe('redact');
+  });
+
+  it('knows when a statement reads a masked column (its expressions are then masked)', () => {
+    expect(rs.readsMasked(facts({ relations: patients, columns: [{ qualifier: [], name: 'ssn' }] }))).toBe(
+      true,
+    );
+    expect(rs.readsMasked(facts({ relations: patients, columns: [{ qualifier: ['p'], name: '*' }] }))).toBe(
+      true,
+    );
+    expect(rs.readsMasked(facts({ relations: patients, columns: [{ qualifier: [], name: 'p' }] }))).toBe(
+      true,
+    );
+    expect(rs.readsMasked(facts({ relations: patients, columns: [{ qualifier: [], name: 'id' }] }))).toBe(
+      false,
+    );
+  });
+
+  it('refuses a masked column in a predicate unless every masking role allows it', () => {
+    const where = facts({
+      relations: patients,
+      columns: [{ qualifier: [], name: 'ssn' }],
+      predicateColumns: [{ qualifier: [], name: 'ssn' }],
+    });
+    expect(rs.check(where, true)?.rule).toBe('roles.*.allow_masked_predicates');
+    const lax = role('lax', {
+      ...{ statements: ['select'] },
+      allow_masked_predicates: true,
+      masks: { 'public.patients.ssn': 'redact' },
+    });
+    expect(new RoleSet([lax], ['public']).check(where, true)).toBeNull();
+    const byId = facts({ relations: patients, predicateColumns: [{ qualifier: [], name: 'id' }] });
+    expect(rs.check(byId, true)).toBeNull();
+  });
+
+  it('refuses EXPLAIN, COPY TO and planner statistics to masked roles', () => {
+    expect(rs.check(facts({ kind: 'utility', command: 'ExplainStmt' }), true)?.reason).toMatch(/EXPLAIN/);
+    expect(rs.check(facts({ kind: 'copy_out', relations: patients }), true)?.reason).toMatch(/COPY TO/);
+    expect(rs.check(facts({ relations: [rel('pg_stats')] }), true)?.reason).toMatch(/pg_catalog.pg_stats/);
   });
 });

@@ -1,0 +1,158 @@
+// Masks the DataRows of one session: the column plan of each result (column-plan.ts) is turned into a kernel plan
+// once per result description and roles, and every row goes through the WASM kernel (or its twin). The hash mask
+// needs a keyed HMAC, which the kernel does not compute: those columns pass the kernel and are replaced here.
+
+import crypto from 'node:crypto';
+import { stats } from '../metrics/worker-stats.js';
+import { planColumns, planUnknown, type ColumnAction } from './column-plan.js';
+import {
+  buildMaskPlan,
+  createRowMasker,
+  MaskAction,
+  type MaskColumnSpec,
+  type MaskerImpl,
+  type RowMasker,
+} from './kernel.js';
+import type { MaskCatalog } from './mask-catalog.js';
+import type { MaskRule } from './mask-spec.js';
+import type { ResultDescription } from './result-tracker.js';
+
+interface Prepared {
+  readonly masks: ReadonlyMap<string, MaskRule>;
+  readonly expressionsReadMasked: boolean;
+  readonly masker: RowMasker;
+  /** Columns masked with hash (the kernel passes them through). */
+  readonly hashColumns: readonly number[];
+  /** Columns masked by a rule (not passed, not left to detection): the masked-fields metric. */
+  readonly maskedColumns: number;
+}
+
+export class SessionMasker {
+  private readonly prepared = new WeakMap<ResultDescription, Prepared>();
+  private readonly unknown = new Map<number, Prepared>();
+
+  constructor(
+    private readonly catalog: MaskCatalog,
+    private readonly redaction: string,
+    private readonly hashKey: Buffer | null,
+    private readonly impl: MaskerImpl,
+  ) {}
+
+  /** The masked row (or `row` itself when nothing in it is masked). Throws when the row is malformed. */
+  mask(
+    row: Buffer,
+    desc: ResultDescription | null,
+    masks: ReadonlyMap<string, MaskRule>,
+    expressionsReadMasked: boolean,
+  ): Buffer {
+    const p = desc
+      ? this.forDescription(desc, masks, expressionsReadMasked)
+      : this.forUnknown(row.readInt16BE(5));
+    if (p.masker.plan.untouched) return row;
+    stats.maskedFields += p.maskedColumns;
+    const out = p.masker.mask(row);
+    return p.hashColumns.length > 0 ? this.applyHashes(out, p.hashColumns) : out;
+  }
+
+  private forDescription(
+    desc: ResultDescription,
+    masks: ReadonlyMap<string, MaskRule>,
+    expressionsReadMasked: boolean,
+  ): Prepared {
+    const seen = this.prepared.get(desc);
+    if (seen && seen.masks === masks && seen.expressionsReadMasked === expressionsReadMasked) return seen;
+    const actions = planColumns(desc, { catalog: this.catalog, masks, expressionsReadMasked });
+    const p = this.prepare(actions, masks, expressionsReadMasked);
+    this.prepared.set(desc, p);
+    return p;
+  }
+
+  /** Rows with no known description: every column masked. */
+  private forUnknown(columns: number): Prepared {
+    let p = this.unknown.get(columns);
+    if (!p) {
+      p = this.prepare(planUnknown(Math.max(0, columns)), new Map(), true);
+      this.unknown.set(columns, p);
+    }
+    return p;
+  }
+
+  private prepare(
+    actions: readonly ColumnAction[],
+    masks: ReadonlyMap<string, MaskRule>,
+    expressionsReadMasked: boolean,
+  ): Prepared {
+    const hashColumns: number[] = [];
+    let maskedColumns = 0;
+    const specs = actions.map((a, i): MaskColumnSpec => {
+      if (a.kind === 'pass') return { action: MaskAction.Pass };
+      if (a.kind === 'detect') return { action: MaskAction.Detect };
+      maskedColumns++;
+      if (a.kind === 'null') return { action: MaskAction.Null };
+      const r = a.rule;
+      switch (r.fn) {
+        case 'redact':
+          return { action: MaskAction.Redact };
+        case 'null':
+          return { action: MaskAction.Null };
+        case 'partial':
+          return { action: MaskAction.Partial, keepFirst: r.keepFirst, keepLast: r.keepLast };
+        case 'year_only':
+          return { action: MaskAction.YearOnly };
+        case 'month_year':
+          return { action: MaskAction.MonthYear };
+        case 'zip3':
+          return { action: MaskAction.Zip3 };
+        case 'email':
+          return { action: MaskAction.Email };
+        case 'fixed':
+          return { action: MaskAction.Fixed, fixed: r.fixed };
+        case 'hash':
+          if (this.hashKey === null) return { action: MaskAction.Redact }; // fail closed without a key
+          hashColumns.push(i);
+          return { action: MaskAction.Pass };
+      }
+    });
+    const masker = createRowMasker(buildMaskPlan(specs, this.redaction), this.impl);
+    return { masks, expressionsReadMasked, masker, hashColumns, maskedColumns };
+  }
+
+  /**
+   * Replaces the hash columns' values by keyed HMAC-SHA-256 tokens (hex, 32 characters): deterministic, so joins
+   * and counts over the token still work, and without the key the value cannot be recovered or guessed.
+   */
+  private applyHashes(row: Buffer, columns: readonly number[]): Buffer {
+    const count = row.readInt16BE(5);
+    const parts: Buffer[] = [];
+    let at = 7;
+    let from = 0;
+    let delta = 0;
+    let next = 0;
+    for (let i = 0; i < count && next < columns.length; i++) {
+      const len = row.readInt32BE(at);
+      const valueAt = at + 4;
+      if (i === columns[next]) {
+        next++;
+        if (len >= 0) {
+          const token = Buffer.from(
+            crypto
+              .createHmac('sha256', this.hashKey!)
+              .update(row.subarray(valueAt, valueAt + len))
+              .digest('hex')
+              .slice(0, 32),
+          );
+          const header = Buffer.allocUnsafe(4);
+          header.writeInt32BE(token.length);
+          parts.push(row.subarray(from, at), header, token);
+          from = valueAt + len;
+          delta += token.length - len;
+        }
+      }
+      at = valueAt + Math.max(len, 0);
+    }
+    parts.push(row.subarray(from));
+    const out = Buffer.concat(parts);
+    out.writeInt32BE(row.readInt32BE(1) + delta, 1);
+    return out;
+  }
+}
