@@ -74,6 +74,11 @@ export interface StatementFacts {
    * subqueries included.
    */
   readonly predicateColumns: readonly ColumnRef[];
+  /**
+   * Column references used in a computation: everywhere except as the whole value of a select-list or RETURNING
+   * entry (`SELECT ssn` returns it; `SELECT lower(ssn)`, `1/(ssn = 'x')::int`, `row_to_json(p)` compute with it).
+   */
+  readonly expressionColumns: readonly ColumnRef[];
   readonly functions: readonly FunctionRef[];
   readonly guard: GuardFlags;
   /** Set when the statement is a SET/RESET of a parameter; null otherwise. */

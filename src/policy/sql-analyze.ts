@@ -356,7 +356,53 @@ const PREDICATE_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
   // the result chosen tells the condition, in the select list too.
   CaseExpr: new Set(['arg']),
   CaseWhen: new Set(['expr']),
+  // A comparison anywhere, the select list included, tells something about its operands: `(ssn = '...')::int`
+  // as a value, or as a division by zero, answers a guess as surely as a WHERE does.
+  BoolExpr: new Set(['args']),
+  NullTest: new Set(['arg']),
+  BooleanTest: new Set(['arg']),
+  SubLink: new Set(['testexpr']),
 };
+
+/** Operators that compare, match or test containment: their operands are predicates wherever they stand. */
+const COMPARISON_OPERATORS: ReadonlySet<string> = new Set([
+  '=',
+  '<>',
+  '!=',
+  '<',
+  '>',
+  '<=',
+  '>=',
+  '~~',
+  '!~~',
+  '~~*',
+  '!~~*',
+  '~',
+  '!~',
+  '~*',
+  '!~*',
+  '@@',
+  '@>',
+  '<@',
+  '?',
+  '?|',
+  '?&',
+  '&&',
+  '<<',
+  '>>',
+  '<<=',
+  '>>=',
+  '^@',
+]);
+
+/** A_Expr kinds other than a plain operator (IN, LIKE, BETWEEN, DISTINCT, NULLIF, ANY/ALL) all compare. */
+function comparesOperands(body: Json): boolean {
+  if (body.kind !== 'AEXPR_OP') return true;
+  const op = list(body.name)
+    .map((n) => stringNode(n))
+    .filter((n): n is string => n !== null);
+  return op.length > 0 && COMPARISON_OPERATORS.has(op[op.length - 1]);
+}
 
 function isPredicateField(type: string | null, field: string, body: Json): boolean {
   // Any node's WHERE, a node type this module does not know included (UPDATE, DELETE, ON CONFLICT, COPY FROM, ...).
@@ -364,6 +410,7 @@ function isPredicateField(type: string | null, field: string, body: Json): boole
   if (type === null) return false;
   // WITHIN GROUP (ORDER BY x) is an ordered-set aggregate's argument (its output), not an ordering of its input.
   if (type === 'FuncCall' && field === 'agg_order') return body.agg_within_group !== true;
+  if (type === 'A_Expr') return (field === 'lexpr' || field === 'rexpr') && comparesOperands(body);
   return lookup(PREDICATE_FIELDS, type)?.has(field) === true;
 }
 
@@ -483,6 +530,18 @@ interface Frame {
   readonly target: boolean;
   /** Inside a clause that filters, orders or groups rows (see PREDICATE_FIELDS); children inherit it. */
   readonly predicate: boolean;
+  /** An entry of a select list or RETURNING list (a ResTarget whose value is an output column). */
+  readonly outputList?: boolean;
+  /** The value of such an entry: a column reference here is returned as it is, not computed with. */
+  readonly directOutput?: boolean;
+}
+
+/** Fields whose entries are output columns: select lists and RETURNING lists. */
+function isOutputListField(type: string | null, key: string): boolean {
+  if (type === 'SelectStmt') return key === 'targetList';
+  if (type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt')
+    return key === 'returningList';
+  return false;
 }
 
 function str(v: unknown): string | null {
@@ -542,6 +601,7 @@ class FactCollector {
   private readonly relations = new Map<string, RelationRef>();
   private readonly columns = new Map<string, ColumnRef>();
   private readonly predicates = new Map<string, ColumnRef>();
+  private readonly expressions = new Map<string, ColumnRef>();
   private readonly functions = new Map<string, FunctionRef>();
   private readonly guard = {
     truncate: false,
@@ -602,6 +662,8 @@ class FactCollector {
         scope,
         target: type !== null && isTargetField(type, key, body),
         predicate: frame.predicate || isPredicateField(type, key, body),
+        outputList: isOutputListField(type, key),
+        directOutput: type === 'ResTarget' && frame.outputList === true && key === 'val',
       });
     }
     // Pushed last so they are walked first, in order.
@@ -646,6 +708,10 @@ class FactCollector {
         return;
       case 'ColumnRef':
         this.addColumnRef(body, frame.predicate);
+        if (frame.directOutput !== true) {
+          const parts = columnRefParts(body);
+          if (parts.length > 0) addColumnTo(this.expressions, parts.slice(0, -1), parts[parts.length - 1]);
+        }
         return;
       case 'FuncCall':
         this.addFunction(body);
@@ -926,6 +992,7 @@ class FactCollector {
       relations: Object.freeze([...this.relations.values()]),
       columns: Object.freeze([...this.columns.values()]),
       predicateColumns: Object.freeze([...this.predicates.values()]),
+      expressionColumns: Object.freeze([...this.expressions.values()]),
       functions: Object.freeze([...this.functions.values()]),
       guard,
       setting,

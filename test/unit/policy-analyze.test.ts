@@ -626,7 +626,7 @@ const CASES: Case[] = [
     columns: ['name', 'ssn'],
     predicates: ['ssn'],
   },
-  // Select-list expressions, comparisons included, are outputs: not predicates.
+  // Select-list expressions are outputs; but a comparison anywhere answers a guess about its operands: a predicate.
   {
     sql: 'SELECT name, ssn, lower(email) FROM patients',
     kinds: ['select'],
@@ -639,6 +639,21 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['patients'],
     columns: ['ssn'],
+    predicates: ['ssn'],
+  },
+  // Arithmetic and string operators compute, they do not compare.
+  {
+    sql: "SELECT ssn || 'x', a + b FROM patients",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn', 'a', 'b'],
+  },
+  {
+    sql: "SELECT 1 / (ssn = '123-45-6789')::int, ssn ~ '^1' AND true FROM patients",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn'],
+    predicates: ['ssn'],
   },
   // A CASE chooses its value by a condition: the condition infers, in the select list too; its results do not.
   {
