@@ -439,7 +439,7 @@ function containsPhi(value: usize, end: usize): bool {
 
 // @ts-ignore: decorator
 @inline function isSsnSeparator(c: u32): bool {
-  return c == 0x2d || c == 0x20;
+  return c == 0x2d || c == 0x20 || c == 0x2e || c == 0x2f || c == 0x5f;
 }
 
 function ssnAt(start: usize, end: usize): bool {

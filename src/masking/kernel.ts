@@ -461,7 +461,7 @@ function writeEmail(
 // the detectors match more rather than less. A numeric candidate starts at a byte NOT preceded by an ASCII digit and
 // must not be followed by one (so '1234567890' holds no SSN, but 'SSN123456789' does).
 //
-//   SSN    3 digits, an optional separator ('-' or ' '), 2 digits, an optional separator, 4 digits; the area (first 3)
+//   SSN    3 digits, an optional separator ('-', ' ', '.', '/' or '_'), 2 digits, an optional separator, 4 digits; the area (first 3)
 //          is not 000, 666 or 900-999, the group (next 2) not 00, the serial (last 4) not 0000. The two separators
 //          are independent ('123-45 6789' matches).
 //   Phone  an optional country code ('+1' or '1', then an optional separator), then a 10-digit number: 3 digits
@@ -509,7 +509,8 @@ export function findPhi(v: Uint8Array, start = 0, end = v.length): PhiKind | und
 }
 
 const endsNumber = (v: Uint8Array, p: number, end: number): boolean => !isDigit(byteAt(v, p, end));
-const isSsnSeparator = (c: number): boolean => c === 0x2d || c === 0x20;
+const isSsnSeparator = (c: number): boolean =>
+  c === 0x2d || c === 0x20 || c === 0x2e || c === 0x2f || c === 0x5f;
 
 function ssnAt(v: Uint8Array, start: number, end: number): boolean {
   if (!digitsAt(v, start, 3, end)) return false;
