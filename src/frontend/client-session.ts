@@ -49,6 +49,8 @@ import { sendCancel } from '../backend/cancel.js';
 import { SessionPolicy } from '../policy/session-policy.js';
 import { statementTextRisk } from '../policy/rules.js';
 import { SessionMasker } from '../masking/session-masker.js';
+import { maskedViewNames } from '../masking/mask-catalog.js';
+import type { MaskRule } from '../masking/mask-spec.js';
 import { decodeBindResultFormats, ResultTracker } from '../masking/result-tracker.js';
 import type { DatabaseEntry, UserEntry } from './runtime.js';
 import type { WorkerContext } from './worker-context.js';
@@ -637,9 +639,22 @@ export class ClientSession implements ServerOwner {
       audit: this.audit,
       transactionFailed: () => this.txStatus === TxStatus.Failed,
       ddlAllowed: () => this.ctx.invalidateMaskCatalogs(),
+      maskedViews: (masks) => this.maskedViews(masks),
     });
     return null;
   }
+
+  /** The views that read a column of `masks`, by name (cached per masks map: roles change rarely). */
+  private maskedViews(masks: ReadonlyMap<string, MaskRule>): ReadonlySet<string> {
+    if (!this.masker || masks.size === 0) return NO_NAMES;
+    if (this.maskedViewsFor !== masks) {
+      this.maskedViewsCache = maskedViewNames(this.masker.catalog, masks);
+      this.maskedViewsFor = masks;
+    }
+    return this.maskedViewsCache;
+  }
+  private maskedViewsFor: ReadonlyMap<string, MaskRule> | null = null;
+  private maskedViewsCache: ReadonlySet<string> = new Set();
 
   /** Whether any role this session could take on (its own, an actor's, break glass) masks columns. */
   private maySeeMasks(): boolean {
@@ -936,7 +951,7 @@ export class ClientSession implements ServerOwner {
       case BackendCode.ErrorResponse: {
         this.rowCount = 0;
         const refusal = gate.takeRefusal(decodeErrorFields(msg).get('M'));
-        const forward = refusal ?? msg;
+        const forward = refusal ?? (this.masksInForce() ? scrubErrorFields(msg, code) : msg);
         if (this.audit) this.serverOutcome(code, forward);
         this.out.push(forward);
         return;
@@ -961,15 +976,21 @@ export class ClientSession implements ServerOwner {
    * code, message and position only (DETAIL such as `Key (ssn)=(123-45-6789) already exists`, hints and context
    * can carry values).
    */
+  private masksInForce(): boolean {
+    return this.tracker !== null && this.gate!.policy.roles(this.ctx.runtime.policy).masks.size > 0;
+  }
+
   private maskMessage(code: number, msg: Buffer): Buffer {
     const desc = this.tracker!.response(code, msg);
     const masks = this.gate!.policy.roles(this.ctx.runtime.policy).masks;
     if (masks.size === 0) return msg;
     if (code === BackendCode.DataRow) {
-      return this.masker!.mask(msg, desc, masks, this.doneRoundTrips < this.maskedReadsUntil);
+      const expressionsReadMasked =
+        this.gate!.readsMaskedLater || this.doneRoundTrips < this.maskedReadsUntil;
+      return this.masker!.mask(msg, desc, masks, expressionsReadMasked);
     }
-    if (code === BackendCode.ErrorResponse || code === BackendCode.NoticeResponse)
-      return scrubErrorFields(msg);
+    // An ErrorResponse is scrubbed after the gate had its look at it (a refusal's poison is recognised by text).
+    if (code === BackendCode.NoticeResponse) return scrubErrorFields(msg, code);
     return msg;
   }
 
@@ -1149,17 +1170,41 @@ export class ClientSession implements ServerOwner {
   }
 }
 
+const NO_NAMES: ReadonlySet<string> = new Set();
+
 /** ErrorResponse / NoticeResponse fields a masked session may see: nothing that quotes data. */
 const SAFE_ERROR_FIELDS = new Set(['S', 'V', 'C', 'M', 'P', 'F', 'L', 'R'].map((c) => c.charCodeAt(0)));
 
-function scrubErrorFields(msg: Buffer): Buffer {
+/**
+ * The message itself may quote a value (`invalid input syntax for type integer: "123-45-6789"`) and a function's
+ * RAISE can say anything: quoted parts and digit runs are hidden, and messages a function raised (SQLSTATE class
+ * P0, or any notice) are replaced whole.
+ */
+function scrubMessage(message: string, sqlstate: string, notice: boolean): string {
+  if (notice || sqlstate.startsWith('P0')) return 'message hidden: the session sees masked data';
+  return message
+    .replace(/"(?:[^"]|"")*"/g, '"…"')
+    .replace(/'(?:[^']|'')*'/g, "'…'")
+    .replace(/\d{3,}/g, '…');
+}
+
+function scrubErrorFields(msg: Buffer, code: number): Buffer {
   const kept: Buffer[] = [];
+  let sqlstate = '';
+  let message: string | null = null;
   let at = 5;
   while (at < msg.length && msg[at] !== 0) {
     const end = msg.indexOf(0, at + 1);
     if (end < 0) break;
-    if (SAFE_ERROR_FIELDS.has(msg[at])) kept.push(msg.subarray(at, end + 1));
+    const field = msg[at];
+    if (field === 0x43) sqlstate = msg.toString('utf8', at + 1, end);
+    if (field === 0x4d) message = msg.toString('utf8', at + 1, end);
+    else if (SAFE_ERROR_FIELDS.has(field)) kept.push(msg.subarray(at, end + 1));
     at = end + 1;
+  }
+  if (message !== null) {
+    const scrubbed = scrubMessage(message, sqlstate, code === BackendCode.NoticeResponse);
+    kept.push(Buffer.from('M' + scrubbed + '\0', 'utf8'));
   }
   const body = Buffer.concat([...kept, Buffer.from([0])]);
   const out = Buffer.allocUnsafe(5 + body.length);

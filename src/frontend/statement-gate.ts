@@ -19,6 +19,7 @@ import type { SessionAudit } from '../audit/session-audit.js';
 import type { PolicyRuntime } from '../policy/policy-runtime.js';
 import type { SessionPolicy } from '../policy/session-policy.js';
 import type { StatementFacts } from '../policy/facts.js';
+import type { MaskRule } from '../masking/mask-spec.js';
 
 /** Statement text PostgreSQL answers with `syntax error at or near "pgwarden_refused"` (42601). */
 const POISON_SQL = 'pgwarden_refused';
@@ -50,6 +51,8 @@ export interface GateEvents {
   transactionFailed(): boolean;
   /** A DDL statement is about to go upstream: relations may change under the mask catalogs. */
   ddlAllowed(): void;
+  /** Views (schema.name) that read a column masked by `masks`: masked whole. */
+  maskedViews(masks: ReadonlyMap<string, MaskRule>): ReadonlySet<string>;
 }
 
 export class StatementGate {
@@ -234,7 +237,7 @@ export class StatementGate {
     let readsMasked = false;
     let ddl = false;
     for (const facts of statements) {
-      const refusal = roles.check(facts, this.pinned);
+      const refusal = roles.check(facts, this.pinned, this.events.maskedViews(roles.masks));
       if (refusal) {
         stats.policyRefusals++;
         if (refusal.rule === 'roles.*.allow_masked_predicates') stats.maskedPredicateRefusals++;
@@ -245,7 +248,13 @@ export class StatementGate {
         );
         return { kind: 'refuse', error };
       }
-      if (roles.masks.size > 0 && roles.readsMasked(facts)) readsMasked = true;
+      if (roles.masks.size > 0 && roles.readsMasked(facts)) {
+        readsMasked = true;
+        // A cursor or prepared statement may return these rows in a later round trip: from then on every
+        // expression result of the session is masked.
+        if (facts.command === 'DeclareCursorStmt' || facts.command === 'PrepareStmt')
+          this.readsMaskedLater = true;
+      }
       if (facts.kinds.includes('ddl')) ddl = true;
     }
     this.lastReadsMasked = readsMasked;
@@ -254,6 +263,8 @@ export class StatementGate {
   }
   /** The last statement judged may read a masked column (its expressions are then masked, not only detected). */
   lastReadsMasked = false;
+  /** A cursor or prepared statement that reads a masked column exists: expressions stay masked for the session. */
+  readsMaskedLater = false;
 
   private closeElapsedBreakGlass(): void {
     const ended = this.policy.breakGlassExpired();

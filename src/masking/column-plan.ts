@@ -46,11 +46,11 @@ export function planColumns(desc: ResultDescription, ctx: PlanContext): ColumnAc
     const rule = ruleFor(field.tableOid, field.attnum, ctx);
     if (rule === null) {
       if (field.tableOid !== 0) return PASS;
-      if (ctx.expressionsReadMasked) return masked(REDACT, field.format);
+      if (ctx.expressionsReadMasked) return masked(REDACT, field.format, field.typeOid);
       if (field.format === 0) return DETECT;
       return BINARY_CLEAN_TYPES.has(field.typeOid) ? PASS : { kind: 'null', rule: null };
     }
-    return masked(rule, field.format);
+    return masked(rule, field.format, field.typeOid);
   });
 }
 
@@ -62,10 +62,17 @@ export function planUnknown(columns: number): ColumnAction[] {
 const PASS: ColumnAction = { kind: 'pass' };
 const DETECT: ColumnAction = { kind: 'detect' };
 
-function masked(rule: MaskRule, format: number): ColumnAction {
+/** json and jsonb: a masked value is written as a JSON string, so drivers that parse JSON still can. */
+const JSON_TYPES: ReadonlySet<number> = new Set([114, 3802]);
+
+function masked(rule: MaskRule, format: number, typeOid: number): ColumnAction {
   if (format !== 0) return { kind: 'null', rule };
-  return rule.fn === 'null' ? { kind: 'null', rule } : { kind: 'mask', rule };
+  if (rule.fn === 'null') return { kind: 'null', rule };
+  if (JSON_TYPES.has(typeOid)) return { kind: 'mask', rule: { ...JSON_REDACT, source: rule.source } };
+  return { kind: 'mask', rule };
 }
+
+const JSON_REDACT: MaskRule = { fn: 'fixed', keepFirst: 0, keepLast: 0, fixed: '"***"', source: 'json' };
 
 /** The mask of a column of a relation, null when it is not masked for this session. */
 function ruleFor(tableOid: number, attnum: number, ctx: PlanContext): MaskRule | null {
@@ -73,7 +80,13 @@ function ruleFor(tableOid: number, attnum: number, ctx: PlanContext): MaskRule |
   const catalog = ctx.catalog;
   // A relation newer than the catalog: which of its columns carry PHI is not known yet.
   if (tableOid > catalog.maxOid) return REDACT;
-  const column = catalog.columns.get(tableOid)?.get(attnum);
+  const table = catalog.columns.get(tableOid);
+  if (table !== undefined && attnum <= 0) {
+    // attnum 0: the whole row as one value (`SELECT p FROM patients p`); masked if any column of it is.
+    for (const key of table.values()) if (ctx.masks.has(key)) return REDACT;
+    return null;
+  }
+  const column = table?.get(attnum);
   if (column !== undefined) return ctx.masks.get(column) ?? null;
   const viewReads = catalog.views.get(tableOid);
   if (viewReads !== undefined) {

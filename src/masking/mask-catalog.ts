@@ -16,6 +16,8 @@ export interface MaskCatalog {
   readonly columns: ReadonlyMap<number, ReadonlyMap<number, string>>;
   /** View OID → the masked `schema.table.column`s it reads (directly or through other views). */
   readonly views: ReadonlyMap<number, ReadonlySet<string>>;
+  /** View OID → `schema.name`, for the statement rules (which see names, not OIDs). */
+  readonly viewNames: ReadonlyMap<number, string>;
   /** The highest relation OID when the catalog was read. */
   readonly maxOid: number;
   readonly loadedAt: number;
@@ -102,7 +104,33 @@ export async function loadMaskCatalog(
     }
     frontier = [...next].map(([oid, keys]) => ({ oid, attnum: 0, keys }));
   }
-  return { columns, views, maxOid, loadedAt: Date.now() };
+  const viewNames = new Map<number, string>();
+  if (views.size > 0) {
+    const rows = await runQuery(
+      server,
+      `SELECT c.oid::int8, n.nspname, c.relname FROM pg_catalog.pg_class c
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid IN (${[...views.keys()].join(', ')})`,
+      timeoutMs,
+    );
+    for (const [oid, schema, name] of rows) viewNames.set(Number(oid), `${schema}.${name}`);
+  }
+  return { columns, views, viewNames, maxOid, loadedAt: Date.now() };
+}
+
+/** The views of `catalog` (by name) that read a column masked by `masks`. */
+export function maskedViewNames(catalog: MaskCatalog, masks: ReadonlyMap<string, unknown>): Set<string> {
+  const names = new Set<string>();
+  for (const [oid, keys] of catalog.views) {
+    for (const k of keys) {
+      if (masks.has(k)) {
+        const name = catalog.viewNames.get(oid);
+        if (name !== undefined) names.add(name);
+        break;
+      }
+    }
+  }
+  return names;
 }
 
 /**

@@ -32,7 +32,7 @@ export class SessionMasker {
   private readonly unknown = new Map<number, Prepared>();
 
   constructor(
-    private readonly catalog: MaskCatalog,
+    readonly catalog: MaskCatalog,
     private readonly redaction: string,
     private readonly hashKey: Buffer | null,
     private readonly impl: MaskerImpl,
@@ -48,9 +48,9 @@ export class SessionMasker {
     const p = desc
       ? this.forDescription(desc, masks, expressionsReadMasked)
       : this.forUnknown(row.readInt16BE(5));
-    if (p.masker.plan.untouched) return row;
+    if (p.masker.plan.untouched && p.hashColumns.length === 0) return row;
     stats.maskedFields += p.maskedColumns;
-    const out = p.masker.mask(row);
+    const out = p.masker.plan.untouched ? row : p.masker.mask(row);
     return p.hashColumns.length > 0 ? this.applyHashes(out, p.hashColumns) : out;
   }
 

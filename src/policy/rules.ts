@@ -174,6 +174,10 @@ export interface MaskColumnRule extends ColumnRule {
   readonly mask: MaskRule;
 }
 
+const NO_VIEWS: ReadonlySet<string> = new Set();
+const ALL_COLUMNS = new Globs(['*']);
+const WRITE_KINDS: readonly StatementKind[] = ['insert', 'update', 'delete', 'merge', 'copy_in'];
+
 /** Planner statistics hold column values (most common values, histograms). */
 const STATISTICS_RELATIONS: ReadonlySet<string> = new Set([
   'pg_catalog.pg_stats',
@@ -282,14 +286,14 @@ export class RoleSet {
 
   /** null when allowed; otherwise the first reason found. */
   /** `pinned`: the session's search_path is pinned (decided at login from every role it could take on). */
-  check(facts: StatementFacts, pinned: boolean): Refusal | null {
+  check(facts: StatementFacts, pinned: boolean, maskedViews: ReadonlySet<string> = NO_VIEWS): Refusal | null {
     if (this.roles.length === 0) {
       return { reason: 'the session has no roles in force here', rule: 'users.*.roles' };
     }
     return (
       this.checkGuardrails(facts, pinned) ??
       this.checkDenials(facts) ??
-      this.checkMasked(facts) ??
+      this.checkMasked(facts, maskedViews) ??
       this.checkGrants(facts)
     );
   }
@@ -460,10 +464,34 @@ export class RoleSet {
    * predicate (`WHERE ssn LIKE '123%'` reveals it digit by digit), planner statistics, EXPLAIN output, and COPY
    * TO (whose rows are not masked by this version).
    */
-  private checkMasked(f: StatementFacts): Refusal | null {
+  private checkMasked(f: StatementFacts, maskedViews: ReadonlySet<string>): Refusal | null {
     if (this.maskRules.length === 0) return null;
+    // A view that reads a masked column is masked whole: every column of it counts as masked here.
+    const rules: readonly ColumnRule[] =
+      maskedViews.size === 0
+        ? this.maskRules
+        : [
+            ...this.maskRules,
+            ...[...maskedViews].map((v) => ({
+              table: new Globs([v]),
+              column: ALL_COLUMNS,
+              rule: 'masked view',
+            })),
+          ];
+    // Values that leave outside result rows: a notification's payload.
+    if (
+      (f.command === 'NotifyStmt' || f.functions.some((fn) => fn.name === 'pg_notify')) &&
+      this.columnHit(f.expressionColumns, f.relations, rules)
+    )
+      return { reason: 'a notification may not carry masked columns', rule: 'roles.*.masks' };
+    if (WRITE_KINDS.some((k) => f.kinds.includes(k)) && this.columnHit(f.columns, f.relations, rules))
+      return {
+        reason:
+          'a statement that writes may not read masked columns (the value would be copied where it is not masked)',
+        rule: 'roles.*.masks',
+      };
     if (!this.maskedPredicatesAllowed) {
-      const hit = this.columnHit(f.predicateColumns, f.relations, this.maskRules);
+      const hit = this.columnHit(f.predicateColumns, f.relations, rules);
       if (hit)
         return {
           reason: `masked column ${hit.column} may not be used in a predicate (WHERE, JOIN, ORDER BY, GROUP BY, HAVING, window)`,

@@ -76,6 +76,7 @@ const catalog: MaskCatalog = {
     ],
   ]),
   views: new Map([[VIEW, new Set(['public.patients.ssn'])]]),
+  viewNames: new Map([[VIEW, 'public.patient_view']]),
   maxOid: 17000,
   loadedAt: Date.now(),
 };

@@ -26,6 +26,7 @@ function facts(over: Partial<StatementFacts> & { kind?: StatementKind }): Statem
     relations: [],
     columns: [],
     predicateColumns: [],
+    expressionColumns: [],
     functions: [],
     guard: NO_GUARD,
     setting: null,

@@ -1,0 +1,1113 @@
+// PHI masking end to end: a bypass corpus sent by a masked role (`analyst`) through pgwarden to the harness
+// PostgreSQL, over every way a driver talks (simple and extended protocol, named statements executed many times,
+// binary results, postgres.js, cursors, RETURNING) and every trick SQL offers (aliases, casts, string functions,
+// row and JSON constructors, aggregates, CTEs, subqueries, set operations, views, SQL functions, predicates,
+// EXPLAIN, COPY, statistics, errors, notices, notifications, settings). Each attempt must leave no real value of a
+// masked column anywhere the client can see it: every returned value, every error and notice field, every
+// notification and parameter report. The same statements under an unmasked role (`doctor`) return the real values,
+// and the simple cases return exactly the configured masked forms.
+import crypto from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { generateScramVerifier } from '../../src/auth/scram-verifier.js';
+import type { PgwardenProcess } from '../harness/pgwarden.js';
+import { startProxy } from './support.js';
+
+// ---- who -------------------------------------------------------------------------------------------------------
+
+/** pgwarden client identities of this file (not PostgreSQL roles); passwords are test fixtures. */
+const PASSWORDS = {
+  analyst: 'mk-analyst-pw',
+  doctor: 'mk-doctor-pw',
+} as const;
+
+type MaskUser = keyof typeof PASSWORDS;
+
+/**
+ * Both roles may write too (insert, update), so that RETURNING and the error leaks of writes can be attempted; every
+ * write of the corpus runs inside a transaction it rolls back. copy_out is granted so that a COPY refusal comes
+ * from the masking rule, not from the missing statement kind.
+ */
+const STATEMENTS = ['select', 'insert', 'update', 'transaction', 'set', 'utility', 'copy_out'];
+const TABLES = { allow: ['public.mk_*', 'pg_catalog.pg_type'] };
+
+const ANALYST_MASKS = {
+  'public.mk_patients.ssn': 'partial_last4',
+  'public.mk_patients.name': 'redact',
+  'public.mk_patients.dob': 'year_only',
+  'public.mk_patients.zip': 'zip3',
+  'public.mk_patients.email': 'email',
+  'public.mk_patients.phone': 'hash',
+  'public.mk_patients.diagnosis': "fixed('[hidden]')",
+};
+
+const ROLES = {
+  analyst: { statements: STATEMENTS, tables: TABLES, masks: ANALYST_MASKS },
+  doctor: { statements: STATEMENTS, tables: TABLES },
+};
+
+/** The HMAC key of the hash mask: fixed, so the expected tokens can be computed here. */
+const HASH_KEY = 'mk-test-hash-key-0123456789abcdef-0123456789abcdef';
+
+// ---- the database ----------------------------------------------------------------------------------------------
+
+interface Patient {
+  readonly id: number;
+  readonly name: string;
+  readonly ssn: string;
+  readonly dob: string;
+  readonly zip: string;
+  readonly email: string;
+  readonly phone: string;
+  readonly diagnosis: string;
+}
+
+/** Synthetic patients; no dob falls on January 1st (year_only would then equal the real date). */
+const PATIENTS: readonly Patient[] = [
+  {
+    id: 1,
+    name: 'Margaret Holloway',
+    ssn: '123-45-6789',
+    dob: '1980-03-14',
+    zip: '02139',
+    email: 'margaret.holloway@example.org',
+    phone: '617-555-0142',
+    diagnosis: 'Type 2 diabetes mellitus',
+  },
+  {
+    id: 2,
+    name: 'Desmond Okafor',
+    ssn: '234-56-7890',
+    dob: '1975-11-02',
+    zip: '60614',
+    email: 'dokafor@mailhost.net',
+    phone: '312-555-0199',
+    diagnosis: 'Essential hypertension',
+  },
+  {
+    id: 3,
+    name: 'Priya Raman',
+    ssn: '345-67-8901',
+    dob: '1992-07-21',
+    zip: '94110',
+    email: 'priya.raman@clinicmail.com',
+    phone: '415-555-0123',
+    diagnosis: 'Major depressive disorder',
+  },
+  {
+    id: 4,
+    name: 'Tomasz Wierzbicki',
+    ssn: '456-78-9012',
+    dob: '1968-06-30',
+    zip: '73301',
+    email: 'tomasz.w@postbox.io',
+    phone: '512-555-0177',
+    diagnosis: 'Chronic kidney disease stage 3',
+  },
+  {
+    id: 5,
+    name: 'Aiko Tanaka',
+    ssn: '567-89-0123',
+    dob: '2001-12-05',
+    zip: '98101',
+    email: 'aiko.tanaka@example.com',
+    phone: '206-555-0164',
+    diagnosis: 'Asthma, moderate persistent',
+  },
+];
+
+const FIRST = PATIENTS[0];
+
+function literal(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+/** Everything this file creates, all named mk_*; dropped first too, in case an earlier run was cut short. */
+const FIXTURE_DROP = `
+  drop view if exists public.mk_patient_view_2;
+  drop view if exists public.mk_patient_view;
+  drop function if exists public.mk_ssn_of(int);
+  drop function if exists public.mk_note(int, text);
+  drop table if exists public.mk_visits, public.mk_patients;
+`;
+
+const FIXTURE_CREATE = `
+  create table public.mk_patients (
+    id int primary key, name text, ssn text unique, dob date, zip text, email text, phone text, diagnosis text
+  );
+  create table public.mk_visits (id int primary key, patient_id int references public.mk_patients, note text);
+  create view public.mk_patient_view as select * from public.mk_patients;
+  create view public.mk_patient_view_2 as select id, name, ssn from public.mk_patient_view;
+  create function public.mk_ssn_of(int) returns text language sql stable as
+    $$ select ssn from public.mk_patients where id = $1 $$;
+  -- Raises a notice carrying the patient's SSN in the message, or in DETAIL and HINT only.
+  create function public.mk_note(pid int, place text) returns int language plpgsql as $$
+    declare s text;
+    begin
+      select ssn into s from public.mk_patients where id = pid;
+      if place = 'message' then
+        raise notice 'patient ssn %', s;
+      elsif place = 'detail' then
+        raise notice 'patient found' using detail = 'ssn ' || s, hint = 'ssn ' || s;
+      elsif place = 'error' then
+        raise exception 'no such patient' using detail = 'ssn ' || s, hint = 'ssn ' || s;
+      end if;
+      return pid;
+    end
+  $$;
+  insert into public.mk_patients values
+    ${PATIENTS.map(
+      (p) =>
+        `(${p.id}, ${[p.name, p.ssn, p.dob, p.zip, p.email, p.phone, p.diagnosis].map(literal).join(', ')})`,
+    ).join(',\n    ')};
+  insert into public.mk_visits values
+    (1, 1, 'follow-up'), (2, 1, 'lab review'), (3, 2, 'annual'), (4, 3, 'referral'), (5, 5, 'vaccination');
+`;
+
+// ---- what must not leak ----------------------------------------------------------------------------------------
+
+type Field = 'name' | 'ssn' | 'dob' | 'zip' | 'email' | 'phone' | 'diagnosis';
+
+interface Secret {
+  readonly patient: number;
+  readonly field: Field;
+  readonly value: string;
+  /** Searched for in each value the client received, folded to lower case. */
+  readonly forms: readonly string[];
+  /** Digit identifiers: also searched for in each received value with everything but digits removed. */
+  readonly digits: string | null;
+}
+
+/** The dob as DateStyle could print it (ISO, SQL, German, Postgres), so a changed DateStyle does not hide it. */
+function dateForms(iso: string): string[] {
+  const [y, m, d] = iso.split('-');
+  return [iso, `${m}/${d}/${y}`, `${d}/${m}/${y}`, `${d}.${m}.${y}`];
+}
+
+const SECRETS: readonly Secret[] = PATIENTS.flatMap((p) =>
+  (['name', 'ssn', 'dob', 'zip', 'email', 'phone', 'diagnosis'] as const).map((field) => {
+    const value = p[field];
+    const forms = field === 'dob' ? dateForms(value) : [value];
+    const digits = field === 'ssn' || field === 'phone' ? value.replace(/\D/g, '') : null;
+    return { patient: p.id, field, value, forms: forms.map((f) => f.toLowerCase()), digits };
+  }),
+);
+
+/** Every text a value can show: strings, numbers, dates (both calendars), buffers (as text), nested values. */
+function texts(value: unknown, out: string[] = [], seen = new Set<object>()): string[] {
+  if (value === null || value === undefined) return out;
+  if (typeof value === 'string') out.push(value);
+  else if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean')
+    out.push(String(value));
+  else if (value instanceof Date) {
+    if (!Number.isNaN(value.getTime())) {
+      out.push(value.toISOString());
+      const local = [value.getFullYear(), value.getMonth() + 1, value.getDate()];
+      out.push(local.map((n, i) => String(n).padStart(i === 0 ? 4 : 2, '0')).join('-'));
+    }
+  } else if (Buffer.isBuffer(value)) out.push(value.toString('latin1'));
+  else if (typeof value === 'object') {
+    if (seen.has(value)) return out;
+    seen.add(value);
+    if (value instanceof Error) {
+      out.push(value.message);
+      if (value.stack) out.push(value.stack);
+    }
+    for (const key of Object.getOwnPropertyNames(value)) {
+      texts((value as Record<string, unknown>)[key], out, seen);
+    }
+  }
+  return out;
+}
+
+/** The real values found in what the client received, as `field of patient N in "text"`. */
+function leaks(received: unknown): string[] {
+  const found: string[] = [];
+  for (const text of texts(received)) {
+    const folded = text.toLowerCase();
+    const digits = text.replace(/\D/g, '');
+    for (const s of SECRETS) {
+      const hit = s.forms.some((f) => folded.includes(f)) || (s.digits !== null && digits.includes(s.digits));
+      if (hit)
+        found.push(
+          `${s.field} of patient ${s.patient} (${s.value}) in ${JSON.stringify(text.slice(0, 200))}`,
+        );
+    }
+  }
+  return [...new Set(found)];
+}
+
+// ---- sessions --------------------------------------------------------------------------------------------------
+
+type Outcome =
+  | { readonly ok: true; readonly rows: readonly unknown[] }
+  | { readonly ok: false; readonly code: string | undefined; readonly message: string };
+
+function tlsOptions() {
+  return { ca: readFileSync(inject('pg').caCert), servername: 'localhost' };
+}
+
+/**
+ * Dates, timestamps and JSON stay text (as PostgreSQL sent them), so what the mask wrote is what the test reads;
+ * whether masked JSON still parses is a test of its own.
+ */
+const KEPT_AS_TEXT: ReadonlySet<number> = new Set([1082, 1083, 1114, 1184, 114, 3802]);
+const pgTypes = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    format !== 'binary' && KEPT_AS_TEXT.has(oid)
+      ? (value: string) => value
+      : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
+};
+
+/**
+ * An error as an outcome: PostgreSQL's (or pgwarden's) SQLSTATE, or 'client' when the driver could not read what it
+ * received (e.g. a masked value where JSON was due).
+ */
+function failed(e: unknown): Outcome {
+  if (e instanceof pg.DatabaseError || e instanceof postgres.PostgresError) {
+    return { ok: false, code: e.code, message: e.message };
+  }
+  return { ok: false, code: 'client', message: e instanceof Error ? e.message : String(e) };
+}
+
+/**
+ * One user's connections for one attempt: node-postgres (opened up front) and postgres.js (opened when used).
+ * Everything either driver hands the application is kept in `received`: results, errors, notices,
+ * notifications and the parameter reports PostgreSQL sends (application_name, custom settings).
+ */
+class Session {
+  readonly received: unknown[] = [];
+  private js: postgres.Sql | null = null;
+
+  private constructor(
+    private readonly proxy: PgwardenProcess,
+    readonly user: MaskUser,
+    readonly client: pg.Client,
+  ) {}
+
+  static async open(proxy: PgwardenProcess, user: MaskUser): Promise<Session> {
+    const client = new pg.Client({
+      host: '127.0.0.1',
+      port: proxy.port,
+      user,
+      password: PASSWORDS[user],
+      database: 'ehr',
+      ssl: tlsOptions(),
+      types: pgTypes,
+    });
+    const session = new Session(proxy, user, client);
+    client.on('notice', (n) => session.received.push({ notice: n }));
+    client.on('notification', (n) => session.received.push({ notification: n }));
+    client.connection.on('parameterStatus', (m: unknown) => session.received.push({ parameterStatus: m }));
+    await client.connect();
+    return session;
+  }
+
+  private async record(run: () => Promise<pg.QueryResult | pg.QueryResult[]>): Promise<Outcome> {
+    try {
+      const result = await run();
+      this.received.push(result);
+      const last = Array.isArray(result) ? result[result.length - 1] : result;
+      return { ok: true, rows: last.rows };
+    } catch (e) {
+      this.received.push(e);
+      return failed(e);
+    }
+  }
+
+  /** The simple protocol (several statements allowed; the last result's rows). */
+  simple(sql: string): Promise<Outcome> {
+    return this.record(() => this.client.query(sql) as Promise<pg.QueryResult | pg.QueryResult[]>);
+  }
+
+  /** The extended protocol with parameters, unnamed statement. */
+  ext(sql: string, values: unknown[]): Promise<Outcome> {
+    return this.record(() => this.client.query(sql, values));
+  }
+
+  /** A named prepared statement, executed `times` times (parsed once, bound and executed each time). */
+  async named(name: string, sql: string, values: unknown[], times: number): Promise<Outcome> {
+    let outcome: Outcome = { ok: false, code: undefined, message: 'not run' };
+    for (let i = 0; i < times; i++)
+      outcome = await this.record(() => this.client.query({ name, text: sql, values }));
+    return outcome;
+  }
+
+  /** The extended protocol with every result column in binary format. */
+  binary(sql: string, values: unknown[]): Promise<Outcome> {
+    const config = { text: sql, values, binary: true } as pg.QueryConfig;
+    return this.record(() => this.client.query(config));
+  }
+
+  /** postgres.js: statements prepared, described once and executed many times, `times` runs of the same text. */
+  async postgresJs(sql: string, values: unknown[], times = 1): Promise<Outcome> {
+    const js = this.postgresJsClient();
+    let outcome: Outcome = { ok: false, code: undefined, message: 'not run' };
+    for (let i = 0; i < times; i++) {
+      try {
+        const rows = await js.unsafe(sql, values as never[], { prepare: true });
+        this.received.push([...rows]);
+        outcome = { ok: true, rows: [...rows] };
+      } catch (e) {
+        this.received.push(e);
+        outcome = failed(e);
+      }
+    }
+    return outcome;
+  }
+
+  private postgresJsClient(): postgres.Sql {
+    if (!this.js) {
+      this.js = postgres({
+        host: '127.0.0.1',
+        port: this.proxy.port,
+        user: this.user,
+        password: PASSWORDS[this.user],
+        database: 'ehr',
+        ssl: tlsOptions(),
+        max: 1,
+        onnotice: (n) => this.received.push({ notice: n }),
+        onparameter: (key, value) => this.received.push({ parameter: { key, value } }),
+      });
+    }
+    return this.js;
+  }
+
+  /**
+   * postgres.js cursors: the portal is executed `batch` rows at a time (Execute with a row limit, PortalSuspended
+   * in between), the rows of later batches arriving with no description in front of them.
+   */
+  async postgresJsCursor(sql: string, batch: number): Promise<Outcome> {
+    const js = this.postgresJsClient();
+    const rows: unknown[] = [];
+    try {
+      for await (const part of js.unsafe(sql, [], { prepare: true }).cursor(batch)) rows.push(...part);
+      this.received.push(rows);
+      return { ok: true, rows };
+    } catch (e) {
+      this.received.push(rows, e);
+      return failed(e);
+    }
+  }
+
+  /** postgres.js pipelines these statements on its one connection; all of them are run, in parallel. */
+  async postgresJsPipeline(sqls: readonly string[]): Promise<Outcome> {
+    const js = this.postgresJsClient();
+    const settled = await Promise.allSettled(sqls.map((q) => js.unsafe(q, [], { prepare: true })));
+    let outcome: Outcome = { ok: true, rows: [] };
+    for (const r of settled) {
+      if (r.status === 'fulfilled') {
+        this.received.push([...r.value]);
+        if (outcome.ok) outcome = { ok: true, rows: [...r.value] };
+      } else {
+        this.received.push(r.reason);
+        outcome = failed(r.reason);
+      }
+    }
+    return outcome;
+  }
+
+  async close(): Promise<void> {
+    await this.client.end();
+    if (this.js) await this.js.end({ timeout: 5 });
+  }
+}
+
+// ---- the corpus ------------------------------------------------------------------------------------------------
+
+interface Attempt {
+  readonly note: string;
+  /** Runs the attempt; resolves the outcome that decides the expectation (other steps are recorded too). */
+  readonly run: (s: Session) => Promise<Outcome>;
+  /** What analyst must get: the statement runs (no over-refusal), or is refused with 42501 by pgwarden. */
+  readonly analyst: 'ok' | 'refused' | 'either';
+  /** For doctor: the fields whose real value (of patient 1) must reach the client; null: not run for doctor. */
+  readonly doctorSees: readonly Field[] | null;
+}
+
+function simple(
+  sql: string,
+  analyst: Attempt['analyst'],
+  doctorSees: readonly Field[] | null,
+  note = '',
+): Attempt {
+  return { note: note || sql, run: (s) => s.simple(sql), analyst, doctorSees };
+}
+
+/** A SELECT over the simple protocol that analyst may run and whose columns doctor sees in full. */
+function select(sql: string, doctorSees: readonly Field[], note = ''): Attempt {
+  return simple(sql, 'ok', doctorSees, note);
+}
+
+/** A statement pgwarden refuses for a masked role (doctor is not asked). */
+function refused(sql: string, note = ''): Attempt {
+  return simple(sql, 'refused', null, note);
+}
+
+/** Steps over the simple protocol, one round trip each; the last step's outcome decides. */
+function steps(
+  note: string,
+  sqls: readonly string[],
+  analyst: Attempt['analyst'],
+  doctorSees: readonly Field[] | null,
+): Attempt {
+  return {
+    note,
+    analyst,
+    doctorSees,
+    run: async (s) => {
+      let outcome: Outcome = { ok: false, code: undefined, message: 'no step' };
+      for (const sql of sqls) outcome = await s.simple(sql);
+      return outcome;
+    },
+  };
+}
+
+const P1 = 'where id = 1';
+
+const CORPUS: readonly Attempt[] = [
+  // -- plain reads and aliases
+  select(`select ssn from mk_patients ${P1}`, ['ssn']),
+  select(
+    `select name as label, ssn as x, dob as d from mk_patients ${P1}`,
+    ['name', 'ssn', 'dob'],
+    'aliases',
+  ),
+  select(
+    `select p.ssn "not_ssn", p.email "harmless" from mk_patients p ${P1}`,
+    ['ssn', 'email'],
+    'quoted aliases',
+  ),
+  select(
+    `select * from mk_patients ${P1}`,
+    ['name', 'ssn', 'dob', 'zip', 'email', 'phone', 'diagnosis'],
+    'select *',
+  ),
+  select('table mk_patients', ['name', 'ssn', 'dob', 'zip', 'email', 'phone', 'diagnosis'], 'TABLE'),
+  select(
+    `select p from mk_patients p ${P1}`,
+    ['name', 'ssn', 'email', 'phone', 'diagnosis'],
+    'whole-row reference',
+  ),
+  select(`select (p).ssn, (p).name from mk_patients p ${P1}`, ['ssn', 'name'], '(p).ssn'),
+  select(`select public.mk_patients.ssn from public.mk_patients ${P1}`, ['ssn'], 'fully qualified'),
+  select(`select phone from mk_patients ${P1}`, ['phone'], 'a hash-masked column alone'),
+  select('select id, phone as contact from mk_patients order by id', ['phone'], 'hash-masked column with id'),
+  select(`select p.* from mk_patients p ${P1}`, ['name', 'ssn', 'phone'], 'p.*'),
+  // A view that reads a masked column is masked whole (its columns are not resolved to base columns yet), so
+  // a filter on any of its columns is a masked predicate.
+  refused(`select v from mk_patient_view v ${P1}`, 'whole-row reference to a view, filtered'),
+  select('select v from mk_patient_view v', ['name', 'ssn'], 'whole-row reference to a view'),
+
+  // -- casts
+  select(`select ssn::varchar as s from mk_patients ${P1}`, ['ssn']),
+  select(`select ssn::text || '' as s from mk_patients ${P1}`, ['ssn']),
+  select(`select cast(name as varchar(40)) as n, dob::text as d from mk_patients ${P1}`, ['name', 'dob']),
+  select(`select ssn::char(11) as s, zip::int as z from mk_patients ${P1}`, ['ssn']),
+  select(`select ssn::bytea as b from mk_patients ${P1}`, ['ssn'], 'as bytea (hex on the wire)'),
+  select(`select ssn collate "C" as s from mk_patients ${P1}`, ['ssn']),
+
+  // -- concatenation and string functions
+  select(`select 'x' || ssn || 'y' as s, name || '' as n from mk_patients ${P1}`, ['ssn', 'name']),
+  select(`select lower(name) as a, upper(email) as b, initcap(diagnosis) as c from mk_patients ${P1}`, [
+    'name',
+    'email',
+    'diagnosis',
+  ]),
+  select(`select substring(ssn from 1 for 11) as a, substr(name, 1) as b from mk_patients ${P1}`, [
+    'ssn',
+    'name',
+  ]),
+  select(`select left(ssn, 20) as a, right(phone, 20) as b from mk_patients ${P1}`, ['ssn', 'phone']),
+  select(`select overlay(ssn placing '1' from 1 for 1) as a from mk_patients ${P1}`, ['ssn']),
+  select(`select split_part(email, ',', 1) as a, split_part(ssn, '-', 1) as b from mk_patients ${P1}`, [
+    'email',
+  ]),
+  select(`select regexp_replace(ssn, '-', '', 'g') as a from mk_patients ${P1}`, ['ssn']),
+  select(`select regexp_match(name, '.*') as a from mk_patients ${P1}`, ['name']),
+  select(`select translate(ssn, '-', '.') as a, replace(phone, '-', ' ') as b from mk_patients ${P1}`, [
+    'ssn',
+    'phone',
+  ]),
+  select(`select reverse(reverse(name)) as a, repeat(diagnosis, 1) as b from mk_patients ${P1}`, [
+    'name',
+    'diagnosis',
+  ]),
+  select(`select format('%s / %s', name, ssn) as a from mk_patients ${P1}`, ['name', 'ssn']),
+  select(`select concat(ssn, '') as a, concat_ws('|', name, email) as b from mk_patients ${P1}`, [
+    'ssn',
+    'name',
+    'email',
+  ]),
+  select(`select coalesce(ssn, '') as a, coalesce(name, '') as b from mk_patients ${P1}`, ['ssn', 'name']),
+  // NULLIF compares: NULL back means the guess was right.
+  refused(`select nullif(name, 'Margaret Holloway') as b from mk_patients ${P1}`, 'NULLIF against a guess'),
+  select(`select greatest(ssn, '') as a, least(email, 'zzz') as b from mk_patients ${P1}`, ['ssn', 'email']),
+  select(`select to_char(dob, 'YYYY-MM-DD') as a, dob + 0 as b from mk_patients ${P1}`, ['dob']),
+
+  // -- row and JSON constructors, aggregates
+  select(`select row(ssn, name) as r from mk_patients ${P1}`, ['ssn', 'name']),
+  select(`select row_to_json(p) as j from mk_patients p ${P1}`, [
+    'name',
+    'ssn',
+    'dob',
+    'zip',
+    'email',
+    'diagnosis',
+  ]),
+  select(`select to_json(p.ssn) as a, to_jsonb(p) as b from mk_patients p ${P1}`, ['ssn', 'name']),
+  select(`select json_build_object('s', ssn, 'n', name) as j from mk_patients ${P1}`, ['ssn', 'name']),
+  select(`select to_jsonb(p) ->> 'ssn' as s from mk_patients p ${P1}`, ['ssn'], 'JSON path out of a row'),
+  select(
+    'select id, lag(ssn) over (order by id) as prev from mk_patients',
+    ['ssn'],
+    'window function over it',
+  ),
+  select('select json_agg(p) as j from mk_patients p', ['name', 'ssn', 'diagnosis']),
+  select('select array_agg(ssn) as a, array_agg(dob) as b from mk_patients', ['ssn', 'dob']),
+  select("select string_agg(name, ', ') as a, string_agg(email, ' ') as b from mk_patients", [
+    'name',
+    'email',
+  ]),
+  select('select min(ssn) as a, max(name) as b from mk_patients', []),
+
+  // -- CTEs, subqueries, set operations, VALUES
+  select(`with x as (select ssn as s, name as n from mk_patients ${P1}) select s, n from x`, ['ssn', 'name']),
+  select(
+    `with x as (select ssn || '' as s from mk_patients ${P1}) select s from x`,
+    ['ssn'],
+    'CTE expression',
+  ),
+  select(`select (select ssn from mk_patients ${P1}) as s`, ['ssn'], 'scalar subquery in the select list'),
+  select(`select t.s from (select name as s from mk_patients ${P1}) t`, ['name'], 'subquery in FROM'),
+  select(`select ssn from mk_patients ${P1} union select 'x'`, ['ssn']),
+  select(`select name from mk_patients ${P1} union all select diagnosis from mk_patients ${P1}`, [
+    'name',
+    'diagnosis',
+  ]),
+  select(`select ssn from mk_patients intersect select ssn from mk_patients ${P1}`, ['ssn']),
+  select(`select email from mk_patients ${P1} except select 'x'`, ['email']),
+  select(
+    'select v.tag, p.ssn from (values (1, $$a$$)) v(id, tag) cross join lateral (select ssn from mk_patients where id = v.id) p',
+    ['ssn'],
+    'VALUES joined laterally',
+  ),
+  select(
+    'select v.id, v.note, (select name from mk_patients p where p.id = v.patient_id) as who from mk_visits v',
+    ['name'],
+    'correlated subquery',
+  ),
+
+  // -- views and SQL functions
+  refused(`select * from mk_patient_view ${P1}`, 'view, filtered'),
+  select('select * from mk_patient_view', ['name', 'ssn', 'dob', 'diagnosis'], 'view'),
+  refused(`select ssn as s from mk_patient_view_2 ${P1}`, 'view of a view, filtered'),
+  select('select name, ssn from mk_patient_view_2', ['name', 'ssn'], 'view of a view, no filter'),
+  select('select mk_ssn_of(1) as s', ['ssn'], 'SQL function'),
+  select("select replace(mk_ssn_of(1), '-', '.') as s", ['ssn'], 'SQL function, SSN reshaped'),
+  select('select v.id, mk_ssn_of(v.patient_id) as s from mk_visits v', ['ssn'], 'SQL function per row'),
+
+  // -- several statements in one round trip, settings
+  select(
+    `select 1 as a; select upper(name) as n from mk_patients ${P1}`,
+    ['name'],
+    'second of two statements',
+  ),
+  {
+    note: 'DateStyle changed (dates no longer ISO)',
+    run: async (s) => {
+      const set = await s.simple("set datestyle = 'SQL, DMY'");
+      return set.ok ? s.simple(`select dob, dob::text as t from mk_patients ${P1}`) : set;
+    },
+    analyst: 'ok',
+    doctorSees: ['dob'],
+  },
+  refused(
+    `select set_config('mk.x', name, false) as v from mk_patients ${P1}`,
+    'laundered through a custom setting (set_config with a computed value)',
+  ),
+  refused(
+    `select set_config('application_name', ssn, false) as v from mk_patients ${P1}`,
+    'laundered through application_name (ParameterStatus)',
+  ),
+  steps(
+    'laundered through LISTEN/NOTIFY',
+    ['listen mk_chan', `select pg_notify('mk_chan', name) from mk_patients ${P1}`, 'select 1 as one'],
+    'ok',
+    ['name'],
+  ),
+
+  // -- cursors and SQL-level prepared statements across round trips
+  steps(
+    'cursor over a masked column',
+    [
+      'begin',
+      `declare mk_c1 cursor for select ssn, name from mk_patients ${P1}`,
+      'fetch all from mk_c1',
+      'commit',
+    ],
+    'ok',
+    ['ssn', 'name'],
+  ),
+  steps(
+    'cursor over an expression, fetched in a later round trip',
+    [
+      'begin',
+      `declare mk_c2 cursor for select name || '' as n, diagnosis || '' as d from mk_patients ${P1}`,
+      'fetch all from mk_c2',
+      'commit',
+    ],
+    'ok',
+    ['name', 'diagnosis'],
+  ),
+  steps(
+    'PREPARE / EXECUTE in later round trips',
+    [
+      `prepare mk_p1 as select name || '' as n, email || '' as e from mk_patients ${P1}`,
+      'execute mk_p1',
+      'execute mk_p1',
+    ],
+    'ok',
+    ['name', 'email'],
+  ),
+
+  // -- the extended protocol, binary results, postgres.js
+  {
+    note: 'extended protocol with a parameter',
+    run: (s) => s.ext('select ssn, name, dob, zip from mk_patients where id = $1', [1]),
+    analyst: 'ok',
+    doctorSees: ['ssn', 'name', 'dob', 'zip'],
+  },
+  {
+    note: 'extended protocol, expression with a parameter',
+    run: (s) =>
+      s.ext('select $1::text || ssn as s, lower(name) as n from mk_patients where id = $2', ['', 1]),
+    analyst: 'ok',
+    doctorSees: ['ssn', 'name'],
+  },
+  {
+    note: 'named prepared statement executed five times',
+    run: (s) => s.named('mk_named_1', 'select name, ssn, email from mk_patients where id = $1', [1], 5),
+    analyst: 'ok',
+    doctorSees: ['name', 'ssn', 'email'],
+  },
+  {
+    note: 'named prepared expression executed five times',
+    run: (s) =>
+      s.named('mk_named_2', "select name || '' as n, ssn || '' as s from mk_patients where id = $1", [1], 5),
+    analyst: 'ok',
+    doctorSees: ['name', 'ssn'],
+  },
+  {
+    note: 'binary result format',
+    run: (s) => s.binary('select id, name, ssn, email, diagnosis from mk_patients where id = $1', [1]),
+    analyst: 'ok',
+    doctorSees: ['name', 'ssn', 'email', 'diagnosis'],
+  },
+  {
+    note: 'binary result format, expressions',
+    run: (s) => s.binary("select name || '' as n, upper(ssn) as s from mk_patients where id = $1", [1]),
+    analyst: 'ok',
+    doctorSees: ['name', 'ssn'],
+  },
+  {
+    note: 'binary result format, SQL function',
+    run: (s) => s.binary('select mk_ssn_of($1) as s', [1]),
+    analyst: 'ok',
+    doctorSees: ['ssn'],
+  },
+  {
+    note: 'postgres.js, executed four times',
+    run: (s) => s.postgresJs('select id, name, ssn, email, phone from mk_patients where id = $1', [1], 4),
+    analyst: 'ok',
+    doctorSees: ['name', 'ssn', 'email', 'phone'],
+  },
+  {
+    note: 'postgres.js, expressions executed four times',
+    run: (s) =>
+      s.postgresJs("select concat(name, '') as n, ssn || $1 as s from mk_patients where id = 1", [''], 4),
+    analyst: 'ok',
+    doctorSees: ['name', 'ssn'],
+  },
+  {
+    note: 'postgres.js, a hash-masked column alone',
+    run: (s) => s.postgresJs('select phone from mk_patients where id = $1', [1], 3),
+    analyst: 'ok',
+    doctorSees: ['phone'],
+  },
+  {
+    note: 'postgres.js cursor, two rows per Execute',
+    run: (s) => s.postgresJsCursor('select id, name, ssn, phone from mk_patients', 2),
+    analyst: 'ok',
+    doctorSees: ['name', 'ssn', 'phone'],
+  },
+  {
+    note: 'postgres.js cursor over expressions, two rows per Execute',
+    run: (s) => s.postgresJsCursor("select name || '' as n, ssn || '' as s from mk_patients", 2),
+    analyst: 'ok',
+    doctorSees: ['name', 'ssn'],
+  },
+  {
+    note: 'postgres.js pipeline: a masked read between unmasked ones',
+    run: (s) =>
+      s.postgresJsPipeline([
+        'select id, note from mk_visits',
+        "select upper(name) as n, diagnosis || '' as d from mk_patients where id = 1",
+        'select mk_ssn_of(1) as s',
+        'select v.id, p.name from mk_visits v join mk_patients p on p.id = v.patient_id',
+      ]),
+    analyst: 'ok',
+    doctorSees: ['name', 'diagnosis'],
+  },
+  {
+    note: 'postgres.js, json_build_object',
+    run: (s) =>
+      s.postgresJs(
+        "select json_build_object('n', name, 'd', diagnosis) as j from mk_patients where id = 1",
+        [],
+      ),
+    analyst: 'ok',
+    doctorSees: ['name', 'diagnosis'],
+  },
+
+  // -- RETURNING, writes (rolled back)
+  steps(
+    'UPDATE ... RETURNING a masked column',
+    ['begin', `update mk_patients set zip = zip ${P1} returning ssn, name, zip`, 'rollback'],
+    'ok',
+    ['ssn', 'name', 'zip'],
+  ),
+  steps(
+    'UPDATE ... RETURNING an expression',
+    [
+      'begin',
+      `update mk_patients set zip = zip ${P1} returning ssn || '' as s, lower(name) as n`,
+      'rollback',
+    ],
+    'ok',
+    ['ssn', 'name'],
+  ),
+  steps(
+    'INSERT ... RETURNING a subquery over a masked column',
+    [
+      'begin',
+      "insert into mk_visits values (100, 1, 'x') returning (select name from mk_patients where id = 1) as n",
+      'rollback',
+    ],
+    'ok',
+    ['name'],
+  ),
+  steps(
+    'copied into an unmasked column, read back by RETURNING',
+    [
+      'begin',
+      'update mk_visits v set note = (select name from mk_patients p where p.id = v.patient_id) where v.id = 1 returning v.note',
+      'rollback',
+    ],
+    'either',
+    ['name'],
+  ),
+  steps(
+    'INSERT ... SELECT into an unmasked column, then read',
+    [
+      'begin',
+      "insert into mk_visits select 100 + id, id, diagnosis || ' / ' || ssn from mk_patients",
+      'select note from mk_visits where id > 100',
+      'rollback',
+    ],
+    'either',
+    ['ssn', 'diagnosis'],
+  ),
+  steps(
+    'SELECT INTO a temporary table, then read',
+    ['select name, ssn into temp mk_tmp from mk_patients', 'select * from mk_tmp'],
+    'either',
+    null,
+  ),
+
+  // -- predicates: refused
+  refused("select id from mk_patients where ssn like '123%'"),
+  refused("select id from mk_patients p where p.name = 'x'", 'qualified predicate'),
+  refused('select id from mk_patients order by ssn'),
+  refused('select id, ssn from mk_patients order by 2', 'ORDER BY position of a masked column'),
+  refused('select count(*) from mk_patients group by zip'),
+  refused('select count(*) from mk_patients having max(dob) > current_date'),
+  refused('select a.id from mk_patients a join mk_patients b on a.ssn = b.ssn'),
+  refused('select id, row_number() over (partition by ssn) from mk_patients'),
+  refused("select case when ssn like '1%' then 1 else 0 end from mk_patients"),
+  refused("select id from mk_patients where id in (select id from mk_patients where email like '%example%')"),
+  refused("select count(*) filter (where diagnosis ilike '%diabetes%') from mk_patients"),
+  refused('select distinct on (phone) id from mk_patients'),
+  refused("select id from mk_patient_view where name like 'M%'", 'predicate through a view'),
+  refused('select id from mk_patient_view_2 order by ssn', 'ORDER BY through a view of a view'),
+  refused(
+    'select a.id from mk_patients a natural join mk_patient_view b',
+    'NATURAL JOIN (every column compared)',
+  ),
+  {
+    note: 'predicate in the extended protocol',
+    run: (s) => s.ext('select id from mk_patients where ssn = $1', [FIRST.ssn]),
+    analyst: 'refused',
+    doctorSees: null,
+  },
+
+  // -- side channels: refused
+  refused(`explain select ssn from mk_patients where id = 1`),
+  refused('copy mk_patients to stdout'),
+  refused('copy (select ssn from mk_patients) to stdout with (format csv)'),
+  refused("select * from pg_stats where tablename = 'mk_patients'"),
+  refused('select * from pg_catalog.pg_stats_ext'),
+
+  // -- errors and notices
+  steps(
+    'duplicate SSN (unique violation DETAIL quotes the key)',
+    ['begin', `update mk_patients set ssn = (select ssn from mk_patients where id = 2) ${P1}`, 'rollback'],
+    'either',
+    null,
+  ),
+  steps(
+    'duplicate SSN by insert',
+    ['begin', `insert into mk_patients (id, ssn) values (99, ${literal(FIRST.ssn)})`, 'rollback'],
+    'either',
+    null,
+  ),
+  simple(`select ssn::int from mk_patients ${P1}`, 'either', null, 'cast error quoting the value'),
+  simple(`select name::date from mk_patients ${P1}`, 'either', null, 'cast error quoting a name'),
+  simple(
+    `select ('x' || diagnosis)::numeric from mk_patients ${P1}`,
+    'either',
+    null,
+    'cast error quoting a diagnosis',
+  ),
+  simple("select mk_note(1, 'detail')", 'ok', null, 'notice with the value in DETAIL and HINT'),
+  simple("select mk_note(1, 'message')", 'ok', null, 'notice with the value in its message'),
+  simple("select mk_note(1, 'error')", 'either', null, 'error with the value in DETAIL and HINT'),
+];
+
+// ---- the tests -------------------------------------------------------------------------------------------------
+
+function verifiers(): Record<MaskUser, string> {
+  return {
+    analyst: generateScramVerifier(PASSWORDS.analyst, { iterations: 4096 }),
+    doctor: generateScramVerifier(PASSWORDS.doctor, { iterations: 4096 }),
+  };
+}
+
+async function connectDirect(): Promise<pg.Client> {
+  const server = inject('pg');
+  const client = new pg.Client({
+    host: server.host,
+    port: server.port,
+    user: 'app',
+    password: server.users.app,
+    database: server.database,
+    ssl: tlsOptions(),
+  });
+  await client.connect();
+  return client;
+}
+
+function describeOutcome(o: Outcome): string {
+  return o.ok ? `ok, ${o.rows.length} row(s)` : `error ${o.code}: ${o.message}`;
+}
+
+/** The hash mask's token for a value: HMAC-SHA-256 under the configured key, hex, first 32 characters. */
+function token(value: string): string {
+  return crypto.createHmac('sha256', HASH_KEY).update(value).digest('hex').slice(0, 32);
+}
+
+describe('PHI masking through pgwarden', () => {
+  let proxy: PgwardenProcess;
+  let direct: pg.Client;
+  let keyDir: string;
+
+  const withSession = async <T>(user: MaskUser, fn: (s: Session) => Promise<T>): Promise<T> => {
+    const session = await Session.open(proxy, user);
+    try {
+      return await fn(session);
+    } finally {
+      await session.close();
+    }
+  };
+
+  beforeAll(async () => {
+    direct = await connectDirect();
+    await direct.query(FIXTURE_DROP + FIXTURE_CREATE);
+    // Planner statistics exist, so a pg_stats leak would have values to show.
+    await direct.query('analyze public.mk_patients');
+    keyDir = mkdtempSync(join(tmpdir(), 'pgwarden-mask-'));
+    const keyFile = join(keyDir, 'hash.key');
+    writeFileSync(keyFile, HASH_KEY, { mode: 0o600 });
+    const verifier = verifiers();
+    proxy = await startProxy({
+      users: {
+        analyst: { password: verifier.analyst, roles: ['analyst'] },
+        doctor: { password: verifier.doctor, roles: ['doctor'] },
+      },
+      roles: ROLES,
+      masking: { hash_key_file: keyFile },
+    });
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+    if (keyDir) rmSync(keyDir, { recursive: true, force: true });
+    if (direct) {
+      await direct.query(FIXTURE_DROP);
+      await direct.end();
+    }
+  });
+
+  it('has a corpus of at least 60 bypass attempts', () => {
+    expect(CORPUS.length).toBeGreaterThanOrEqual(60);
+  });
+
+  describe('analyst (masked): no real value reaches the client', () => {
+    it.each(CORPUS)('$note', async (c) => {
+      await withSession('analyst', async (s) => {
+        const outcome = await c.run(s);
+        expect(leaks(s.received), `real values reached the client (${describeOutcome(outcome)})`).toEqual([]);
+        if (c.analyst === 'ok') expect(outcome.ok ? 'ok' : describeOutcome(outcome)).toBe('ok');
+        if (c.analyst === 'refused') {
+          expect(outcome.ok ? 'ran' : outcome.code, describeOutcome(outcome)).toBe('42501');
+          if (!outcome.ok) expect(outcome.message).toMatch(/^permission denied by pgwarden policy: /);
+        }
+        // The session goes on after a refusal or an error.
+        const probe = await s.simple('select 1 as one');
+        if (!probe.ok && probe.code !== '25P02') throw new Error(`session broken: ${describeOutcome(probe)}`);
+      });
+    });
+
+    it('cannot tell two SSNs apart through a division-by-zero error', async () => {
+      // `1 / (ssn = X)::int` errs exactly when the SSN is not X: an oracle that needs no WHERE clause.
+      const probe = (candidate: string) =>
+        withSession('analyst', (s) =>
+          s.simple(`select 1 / (ssn = ${literal(candidate)})::int as r from mk_patients ${P1}`),
+        );
+      const right = await probe(FIRST.ssn);
+      const wrong = await probe('000-00-0000');
+      expect(describeOutcome(right).replace(/\d+ row/, 'n row')).toBe(
+        describeOutcome(wrong).replace(/\d+ row/, 'n row'),
+      );
+    });
+  });
+
+  describe('doctor (unmasked): the same statements return the real values', () => {
+    const allowed = CORPUS.filter((c) => c.doctorSees !== null);
+    it.each(allowed)('$note', async (c) => {
+      await withSession('doctor', async (s) => {
+        const outcome = await c.run(s);
+        expect(outcome.ok ? 'ok' : describeOutcome(outcome)).toBe('ok');
+        const seen = leaks(s.received);
+        for (const field of c.doctorSees!) {
+          const value = FIRST[field];
+          expect(
+            seen.some((l) => l.startsWith(`${field} of patient 1 `)),
+            `doctor should see ${field} ${value}`,
+          ).toBe(true);
+        }
+      });
+    });
+  });
+
+  describe('the masked forms', () => {
+    const columns = 'id, name, ssn, dob, zip, email, phone, diagnosis';
+
+    const expected = PATIENTS.map((p) => ({
+      id: p.id,
+      name: '***',
+      ssn: `***-**-${p.ssn.slice(-4)}`,
+      dob: `${p.dob.slice(0, 4)}-01-01`,
+      zip: `${p.zip.slice(0, 3)}**`,
+      email: `***${p.email.slice(p.email.lastIndexOf('@'))}`,
+      phone: token(p.phone),
+      diagnosis: '[hidden]',
+    }));
+
+    it('are exactly as configured, over the simple and the extended protocol', async () => {
+      await withSession('analyst', async (s) => {
+        const viaSimple = await s.simple(`select ${columns} from mk_patients order by id`);
+        expect(viaSimple).toEqual({ ok: true, rows: expected });
+        const viaExtended = await s.ext(`select ${columns} from mk_patients where id = $1`, [3]);
+        expect(viaExtended).toEqual({ ok: true, rows: [expected[2]] });
+        const viaNamed = await s.named(
+          'mk_forms',
+          `select ${columns} from mk_patients where id = $1`,
+          [5],
+          3,
+        );
+        expect(viaNamed).toEqual({ ok: true, rows: [expected[4]] });
+      });
+    });
+
+    it('hash tokens are 32 hex characters, equal for the same patient across queries, different across patients', async () => {
+      const first = await withSession('analyst', (s) =>
+        s.simple('select id, phone from mk_patients order by id'),
+      );
+      const again = await withSession('analyst', (s) =>
+        s.ext('select phone from mk_patients where id = $1', [1]),
+      );
+      expect(first.ok && again.ok).toBe(true);
+      if (!first.ok || !again.ok) return;
+      const tokens = (first.rows as Array<{ phone: string }>).map((r) => r.phone);
+      for (const t of tokens) expect(t).toMatch(/^[0-9a-f]{32}$/);
+      expect(new Set(tokens).size).toBe(PATIENTS.length);
+      expect((again.rows[0] as { phone: string }).phone).toBe(tokens[0]);
+    });
+
+    it('masked JSON values are still JSON, so drivers can read them', async () => {
+      const outcome = await withSession('analyst', (s) =>
+        s.simple(
+          `select row_to_json(p) as a, json_build_object('s', ssn) as b, to_jsonb(p) as c from mk_patients p ${P1}`,
+        ),
+      );
+      expect(outcome.ok).toBe(true);
+      if (!outcome.ok) return;
+      for (const value of Object.values(outcome.rows[0] as Record<string, string>)) {
+        expect(() => JSON.parse(value), value).not.toThrow();
+      }
+    });
+
+    it('masked columns are NULL in binary format', async () => {
+      const outcome = await withSession('analyst', (s) =>
+        s.binary(
+          'select id, name, ssn, dob, zip, email, phone, diagnosis from mk_patients where id = $1',
+          [1],
+        ),
+      );
+      expect(outcome).toEqual({
+        ok: true,
+        rows: [
+          { id: 1, name: null, ssn: null, dob: null, zip: null, email: null, phone: null, diagnosis: null },
+        ],
+      });
+    });
+
+    it('are untouched for doctor', async () => {
+      const outcome = await withSession('doctor', (s) =>
+        s.simple(`select ${columns} from mk_patients order by id`),
+      );
+      expect(outcome).toEqual({ ok: true, rows: PATIENTS.map((p) => ({ ...p })) });
+    });
+
+    it('leave unmasked tables alone for analyst', async () => {
+      const outcome = await withSession('analyst', (s) =>
+        s.simple('select id, patient_id, note from mk_visits order by id'),
+      );
+      expect(outcome).toEqual({
+        ok: true,
+        rows: [
+          { id: 1, patient_id: 1, note: 'follow-up' },
+          { id: 2, patient_id: 1, note: 'lab review' },
+          { id: 3, patient_id: 2, note: 'annual' },
+          { id: 4, patient_id: 3, note: 'referral' },
+          { id: 5, patient_id: 5, note: 'vaccination' },
+        ],
+      });
+    });
+  });
+});
