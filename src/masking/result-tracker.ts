@@ -18,6 +18,15 @@ export interface ResultField {
 
 export type ResultDescription = readonly ResultField[];
 
+interface PortalState {
+  readonly statement: string;
+  readonly formats: number[];
+  /** From a Describe of the portal itself. */
+  desc: ResultDescription | null;
+  /** The description its rows get (formats applied), made once: the masker caches its work per description. */
+  rows: ResultDescription | null;
+}
+
 type Pending =
   | { readonly kind: 'query' }
   | { readonly kind: 'parse'; readonly statement: string }
@@ -36,10 +45,7 @@ export class ResultTracker {
   private readonly pending: Pending[] = [];
   private head = 0;
   private readonly statements = new Map<string, ResultDescription>();
-  private readonly portals = new Map<
-    string,
-    { statement: string; formats: number[]; desc: ResultDescription | null }
-  >();
+  private readonly portals = new Map<string, PortalState>();
   /** The description of the simple-protocol statement whose rows are arriving. */
   private current: ResultDescription | null = null;
 
@@ -119,7 +125,10 @@ export class ResultTracker {
           this.shift();
         } else if (head?.kind === 'describe-portal') {
           const portal = this.portals.get(head.portal);
-          if (portal) portal.desc = desc;
+          if (portal) {
+            portal.desc = desc;
+            portal.rows = null;
+          }
           this.shift();
         } else {
           this.current = desc;
@@ -136,7 +145,12 @@ export class ResultTracker {
       case BackendCode.BindComplete: {
         const head = this.shift();
         if (head?.kind === 'bind') {
-          this.portals.set(head.portal, { statement: head.statement, formats: head.formats, desc: null });
+          this.portals.set(head.portal, {
+            statement: head.statement,
+            formats: head.formats,
+            desc: null,
+            rows: null,
+          });
         }
         return null;
       }
@@ -168,14 +182,16 @@ export class ResultTracker {
     if (head?.kind !== 'execute') return this.current;
     const portal = this.portals.get(head.portal);
     if (!portal) return null;
+    if (portal.rows !== null) return portal.rows;
     const desc = portal.desc ?? this.statements.get(portal.statement) ?? null;
     if (desc === null) return null;
     // Describe of a statement reports text formats; the Bind said which columns come back in binary.
-    if (portal.formats.length === 0) return desc;
-    return desc.map((f, i) => ({
-      ...f,
-      format: portal.formats.length === 1 ? portal.formats[0] : (portal.formats[i] ?? 0),
-    }));
+    const formats = portal.formats;
+    portal.rows =
+      formats.length === 0
+        ? desc
+        : desc.map((f, i) => ({ ...f, format: formats.length === 1 ? formats[0] : (formats[i] ?? 0) }));
+    return portal.rows;
   }
 }
 
