@@ -158,6 +158,10 @@ export async function runMacroScenario(
     };
     log(`[${scenario.name}] pgbench -i -s ${options.scale}`);
     await pgbenchInit(direct, options.scale);
+    if (scenario.setupSql) {
+      // As app, so the tables belong to the account every target logs in with.
+      pg.sql(`set role app;\n${scenario.setupSql}`, 'ehr');
+    }
 
     const live: LiveTarget[] = [];
     const reports: TargetReport[] = [];
@@ -221,6 +225,7 @@ export async function runMacroScenario(
             poolSize,
             target !== 'pgwarden-policy-off',
           );
+          if (scenario.pgwardenRoles) Object.assign(config, { roles: scenario.pgwardenRoles });
           const auditMode =
             target === 'pgwarden-audit-buffered'
               ? 'buffered'

@@ -22,6 +22,10 @@ export interface MacroScenario {
   targets?: readonly TargetName[];
   /** Server connections each proxy may hold for the bench user (pgwarden pool.size, PgBouncer default_pool_size). */
   poolSize?: number;
+  /** SQL run in the bench database (as its owner, app) after pgbench -i: tables the scripts read. */
+  setupSql?: string;
+  /** Roles of the pgwarden bench user instead of the default restricted one (config `roles:` entries). */
+  pgwardenRoles?: Record<string, unknown>;
 }
 
 export type TargetName =
