@@ -93,6 +93,24 @@ export class SessionAudit {
     });
   }
 
+  /** Which columns of a result are masked, and by which rule (once per result description). */
+  maskingDecision(columns: ReadonlyArray<{ column: string; rule: string }>): void {
+    this.emit('masking', { id: this.statementSeq, columns });
+  }
+
+  /**
+   * Accounting of disclosures (HIPAA 164.528): keyed hashes of the subjects (patients) whose rows a statement
+   * returned, so "who saw patient X, and when" can be answered from the audit trail without it holding the id.
+   */
+  disclosure(subjectColumn: string, subjects: readonly string[], truncated: boolean): void {
+    this.emit('masking', {
+      id: this.statementSeq,
+      subject_column: subjectColumn,
+      subjects,
+      ...(truncated ? { subjects_truncated: true } : {}),
+    });
+  }
+
   lockout(user: string, clientAddress: string | null, untilMs: number): void {
     this.emit('lockout', { user, client_addr: clientAddress, until_ms: untilMs });
   }

@@ -642,9 +642,14 @@ function crossCheck(c: ConfigInput): Issue[] {
     if (key[want] === undefined) issues.push({ segs: [...at, want], message: `required for ${key.alg}` });
     if (key[other] !== undefined) issues.push({ segs: [...at, other], message: `not used with ${key.alg}` });
   });
-  const usesHash = Object.values(roles).some((r) => Object.values(r.masks ?? {}).includes('hash'));
+  const usesHash = Object.values(roles).some(
+    (r) => Object.values(r.masks ?? {}).includes('hash') || r.subject_column !== undefined,
+  );
   if (usesHash && c.masking?.hash_key_file === undefined) {
-    issues.push({ segs: ['masking', 'hash_key_file'], message: 'required when a role masks with hash' });
+    issues.push({
+      segs: ['masking', 'hash_key_file'],
+      message: 'required when a role masks with hash or has a subject_column',
+    });
   }
   const jwt = c.access?.jwt;
   if (jwt && (jwt.keys ?? []).length === 0 && jwt.jwks_file === undefined) {

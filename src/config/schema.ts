@@ -895,6 +895,16 @@ const RoleSchema = Type.Object(
         description: 'Client addresses this role may be used from; any when unset.',
       }),
     ),
+    subject_column: Type.Optional(
+      annotate(
+        Type.String({
+          pattern: '^[^.\\s]+\\.[^.\\s]+\\.[^.\\s]+$',
+          description:
+            'Accounting of disclosures (HIPAA 164.528): the column that identifies a patient, as schema.table.column; every statement of this role records in the audit trail a keyed hash (masking.hash_key_file) of each value of it returned.',
+        }),
+        { hint: () => 'must be written as schema.table.column' },
+      ),
+    ),
     allow_masked_predicates: filled(
       Type.Boolean({
         default: false,

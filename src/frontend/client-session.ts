@@ -3,6 +3,7 @@
 // connection from the pool, then the forwarding of both byte streams. Forwarding never re-serialises: each read is
 // framed (one WASM call), the few messages that change state are noted, and the chunk goes out as one write.
 
+import crypto from 'node:crypto';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { PgwardenError, pgwError, pgwErrorWithDetail, type ErrorCode } from '../core/errors.js';
@@ -51,7 +52,7 @@ import { statementTextRisk } from '../policy/rules.js';
 import { SessionMasker } from '../masking/session-masker.js';
 import { maskedViewNames } from '../masking/mask-catalog.js';
 import type { MaskRule } from '../masking/mask-spec.js';
-import { decodeBindResultFormats, ResultTracker } from '../masking/result-tracker.js';
+import { decodeBindResultFormats, ResultTracker, type ResultDescription } from '../masking/result-tracker.js';
 import type { DatabaseEntry, UserEntry } from './runtime.js';
 import type { WorkerContext } from './worker-context.js';
 
@@ -541,7 +542,14 @@ export class ClientSession implements ServerOwner {
       // Masked sessions need the mask catalog before their first row; it is read on this idle connection.
       try {
         const catalog = await this.ctx.maskCatalog(db, server);
-        this.masker = new SessionMasker(catalog, rt.policy.redaction, rt.policy.hashKey, rt.framing);
+        const audit = this.audit;
+        this.masker = new SessionMasker(
+          catalog,
+          rt.policy.redaction,
+          rt.policy.hashKey,
+          rt.framing,
+          audit ? (columns) => audit.maskingDecision(columns) : null,
+        );
         this.tracker = new ResultTracker();
       } catch (e) {
         pool.release(server, false);
@@ -665,7 +673,10 @@ export class ClientSession implements ServerOwner {
       ...(user.actorRoles ?? []),
       ...(user.breakGlass ? [user.breakGlass.role] : []),
     ];
-    return possible.some((name) => (rt.policy.roles.get(name)?.masks.length ?? 0) > 0);
+    return possible.some((name) => {
+      const role = rt.policy.roles.get(name);
+      return role !== undefined && (role.masks.length > 0 || role.subjectColumn !== null);
+    });
   }
 
   private upstreamFailed(db: DatabaseEntry, e: unknown): void {
@@ -982,7 +993,9 @@ export class ClientSession implements ServerOwner {
 
   private maskMessage(code: number, msg: Buffer): Buffer {
     const desc = this.tracker!.response(code, msg);
-    const masks = this.gate!.policy.roles(this.ctx.runtime.policy).masks;
+    const roles = this.gate!.policy.roles(this.ctx.runtime.policy);
+    if (roles.subjectColumns.size > 0) this.accountSubjects(code, msg, desc, roles.subjectColumns);
+    const masks = roles.masks;
     if (masks.size === 0) return msg;
     if (code === BackendCode.DataRow) {
       const expressionsReadMasked =
@@ -993,6 +1006,56 @@ export class ClientSession implements ServerOwner {
     if (code === BackendCode.NoticeResponse) return scrubErrorFields(msg, code);
     return msg;
   }
+
+  /**
+   * Accounting of disclosures: the subject column's values of each row returned, as keyed hashes, recorded once
+   * per statement (at its CommandComplete, or its error, or the end of the round trip).
+   */
+  private accountSubjects(
+    code: number,
+    msg: Buffer,
+    desc: ResultDescription | null,
+    subjectColumns: ReadonlySet<string>,
+  ): void {
+    if (code === BackendCode.DataRow && desc !== null && this.audit) {
+      let indexes = this.subjectIndexes.get(desc);
+      if (!indexes) {
+        indexes = desc.flatMap((f, i) => {
+          const key = this.masker!.catalog.columns.get(f.tableOid)?.get(f.attnum);
+          return key !== undefined && subjectColumns.has(key) ? [{ i, key }] : [];
+        });
+        this.subjectIndexes.set(desc, indexes);
+      }
+      for (const { i, key } of indexes) {
+        const value = dataRowValue(msg, i);
+        if (value === null) continue;
+        let seen = this.subjects.get(key);
+        if (!seen) this.subjects.set(key, (seen = new Set()));
+        if (seen.size >= MAX_SUBJECTS_PER_STATEMENT) {
+          this.subjectsTruncated = true;
+          continue;
+        }
+        const hashKey = this.ctx.runtime.policy.hashKey!;
+        seen.add(crypto.createHmac('sha256', hashKey).update(value).digest('hex').slice(0, 32));
+      }
+      return;
+    }
+    if (
+      (code === BackendCode.CommandComplete ||
+        code === BackendCode.ErrorResponse ||
+        code === BackendCode.ReadyForQuery ||
+        code === BackendCode.PortalSuspended) &&
+      this.subjects.size > 0
+    ) {
+      for (const [column, seen] of this.subjects)
+        this.audit?.disclosure(column, [...seen], this.subjectsTruncated);
+      this.subjects.clear();
+      this.subjectsTruncated = false;
+    }
+  }
+  private readonly subjectIndexes = new WeakMap<ResultDescription, Array<{ i: number; key: string }>>();
+  private readonly subjects = new Map<string, Set<string>>();
+  private subjectsTruncated = false;
 
   /** max_rows reached: the client gets an error now, PostgreSQL is asked to stop, and the rest is dropped. */
   private stopRows(): void {
@@ -1171,6 +1234,23 @@ export class ClientSession implements ServerOwner {
 }
 
 const NO_NAMES: ReadonlySet<string> = new Set();
+
+/** Distinct subjects recorded per statement; beyond it the record says it was cut. */
+const MAX_SUBJECTS_PER_STATEMENT = 10_000;
+
+/** The bytes of column `index` of a DataRow, or null for NULL (or a malformed row). */
+function dataRowValue(row: Buffer, index: number): Buffer | null {
+  let at = 7;
+  const count = row.readInt16BE(5);
+  if (index >= count) return null;
+  for (let i = 0; i < index; i++) {
+    const len = row.readInt32BE(at);
+    at += 4 + Math.max(0, len);
+  }
+  const len = row.readInt32BE(at);
+  if (len < 0 || at + 4 + len > row.length) return null;
+  return row.subarray(at + 4, at + 4 + len);
+}
 
 /** ErrorResponse / NoticeResponse fields a masked session may see: nothing that quotes data. */
 const SAFE_ERROR_FIELDS = new Set(['S', 'V', 'C', 'M', 'P', 'F', 'L', 'R'].map((c) => c.charCodeAt(0)));

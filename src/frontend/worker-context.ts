@@ -71,7 +71,7 @@ export class WorkerContext {
     if (cached && cached.policy === policy && Date.now() - cached.catalog.loadedAt < MASK_CATALOG_TTL_MS) {
       return cached.catalog;
     }
-    const catalog = await loadMaskCatalog(server, policy.allMasks, this.runtime.poolAcquireMs);
+    const catalog = await loadMaskCatalog(server, policy.catalogColumns, this.runtime.poolAcquireMs);
     this.maskCatalogs.set(db.name, { catalog, policy });
     return catalog;
   }

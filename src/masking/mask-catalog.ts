@@ -9,7 +9,7 @@ import type { ServerConnection, ServerOwner } from '../backend/server-connection
 import { BackendCode } from '../protocol/codes.js';
 import { decodeErrorFields } from '../protocol/decode.js';
 import * as writer from '../protocol/writer.js';
-import type { ColumnMask } from './mask-spec.js';
+import type { ColumnKey } from './mask-spec.js';
 
 export interface MaskCatalog {
   /** table OID → attribute number → `schema.table.column`, for tables with a column masked by some role. */
@@ -30,10 +30,13 @@ function literal(s: string): string {
   return "'" + s.replace(/'/g, "''") + "'";
 }
 
-/** Reads the catalog for `masks` (the union of every role's masks) over `server`, which must be idle. */
+/**
+ * Reads the catalog for `masks` (every role's masked columns, and subject columns) over `server`, which must be
+ * idle.
+ */
 export async function loadMaskCatalog(
   server: ServerConnection,
-  masks: readonly ColumnMask[],
+  masks: readonly ColumnKey[],
   timeoutMs: number,
 ): Promise<MaskCatalog> {
   const columns = new Map<number, Map<number, string>>();

@@ -15,11 +15,20 @@ export interface MaskRule {
   readonly source: string;
 }
 
-export interface ColumnMask {
+/** A column as the config names it. */
+export interface ColumnKey {
   readonly schema: string;
   readonly table: string;
   readonly column: string;
+}
+
+export interface ColumnMask extends ColumnKey {
   readonly rule: MaskRule;
+}
+
+export function columnKeyOf(text: string): ColumnKey {
+  const [schema, table, column] = text.split('.');
+  return { schema, table, column };
 }
 
 /** Reads one mask function; throws on a spelling the schema would have refused. */

@@ -36,7 +36,18 @@ export class SessionMasker {
     private readonly redaction: string,
     private readonly hashKey: Buffer | null,
     private readonly impl: MaskerImpl,
+    /** Told once per result description which columns are masked and by which rule (for the audit trail). */
+    private readonly onPlan: ((columns: Array<{ column: string; rule: string }>) => void) | null = null,
   ) {}
+
+  /** The name of a result column for records: schema.table.column when its origin is known. */
+  columnName(field: ResultDescription[number]): string {
+    const known = this.catalog.columns.get(field.tableOid)?.get(field.attnum);
+    if (known !== undefined) return known;
+    return field.tableOid === 0
+      ? `expression "${field.name}"`
+      : `"${field.name}" of relation ${field.tableOid}`;
+  }
 
   /** The masked row (or `row` itself when nothing in it is masked). Throws when the row is malformed. */
   mask(
@@ -63,6 +74,19 @@ export class SessionMasker {
     if (seen && seen.masks === masks && seen.expressionsReadMasked === expressionsReadMasked) return seen;
     const actions = planColumns(desc, { catalog: this.catalog, masks, expressionsReadMasked });
     const p = this.prepare(actions, masks, expressionsReadMasked);
+    if (this.onPlan) {
+      const decided = actions.flatMap((a, i) =>
+        a.kind === 'mask' || a.kind === 'null'
+          ? [
+              {
+                column: this.columnName(desc[i]),
+                rule: a.rule ? `${a.rule.source}: ${a.rule.fn}` : 'binary: null',
+              },
+            ]
+          : [],
+      );
+      if (decided.length > 0) this.onPlan(decided);
+    }
     this.prepared.set(desc, p);
     return p;
   }

@@ -13,7 +13,7 @@ import {
 import type { LockoutPolicy } from '../auth/lockout.js';
 import { CidrSet } from '../net/cidr.js';
 import { SqlParseCache } from './parse-cache.js';
-import { parseRoleMasks, type ColumnMask } from '../masking/mask-spec.js';
+import { columnKeyOf, parseRoleMasks, type ColumnKey } from '../masking/mask-spec.js';
 import { compileRole, type CompiledRole } from './rules.js';
 
 export interface ActorTokenSettings {
@@ -34,8 +34,8 @@ export interface PolicyRuntime {
   readonly proxyTrusted: CidrSet | null;
   /** null when lockout is off (max_failures 0). */
   readonly lockout: LockoutPolicy | null;
-  /** Every role's masks together: what a database's mask catalog must locate. */
-  readonly allMasks: readonly ColumnMask[];
+  /** Every role's masked and subject columns: what a database's mask catalog must locate. */
+  readonly catalogColumns: readonly ColumnKey[];
   /** masking.redaction */
   readonly redaction: string;
   /** masking.hash_key: the HMAC key of the hash mask; null when none is configured. */
@@ -58,8 +58,11 @@ export function buildPolicyRuntime(config: PgwardenConfig): PolicyRuntime {
     actorTokens: access.jwt ? buildActorTokens(access.jwt) : null,
     denyCidrs: new CidrSet(access.deny_cidrs),
     proxyTrusted: config.listen.proxy_protocol ? new CidrSet(config.listen.proxy_protocol.trusted) : null,
-    allMasks: uniqueColumns(
-      Object.entries(config.roles).flatMap(([name, r]) => parseRoleMasks(name, r.masks)),
+    catalogColumns: uniqueColumns(
+      Object.entries(config.roles).flatMap(([name, r]): ColumnKey[] => [
+        ...parseRoleMasks(name, r.masks),
+        ...(r.subject_column ? [columnKeyOf(r.subject_column)] : []),
+      ]),
     ),
     redaction: config.masking.redaction,
     hashKey: config.masking.hash_key === undefined ? null : hashKeyOf(config.masking.hash_key),
@@ -70,8 +73,8 @@ export function buildPolicyRuntime(config: PgwardenConfig): PolicyRuntime {
   };
 }
 
-function uniqueColumns(masks: ColumnMask[]): ColumnMask[] {
-  const seen = new Map<string, ColumnMask>();
+function uniqueColumns(masks: ColumnKey[]): ColumnKey[] {
+  const seen = new Map<string, ColumnKey>();
   for (const m of masks) seen.set(`${m.schema}.${m.table}.${m.column}`, m);
   return [...seen.values()];
 }

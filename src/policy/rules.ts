@@ -198,6 +198,8 @@ export interface CompiledRole {
   readonly columnDeny: readonly ColumnRule[];
   readonly masks: readonly MaskColumnRule[];
   readonly allowMaskedPredicates: boolean;
+  /** subject_column as schema.table.column, or null. */
+  readonly subjectColumn: string | null;
   readonly functionAllow: Globs | null;
   readonly functionDeny: Globs | null;
   readonly requireWhere: boolean;
@@ -239,6 +241,7 @@ export function compileRole(name: string, c: RoleConfig): CompiledRole {
       mask: m.rule,
     })),
     allowMaskedPredicates: c.allow_masked_predicates,
+    subjectColumn: c.subject_column ?? null,
     restrictsNames: c.tables !== undefined || columnDeny.length > 0 || Object.keys(c.masks ?? {}).length > 0,
   };
 }
@@ -259,6 +262,8 @@ export class RoleSet {
   readonly names: readonly string[];
   /** Masked columns (`schema.table.column` → mask) of this role set. */
   readonly masks: ReadonlyMap<string, MaskRule>;
+  /** Subject columns whose returned values are accounted for in the audit trail. */
+  readonly subjectColumns: ReadonlySet<string>;
   private readonly maskRules: readonly MaskColumnRule[];
   private readonly maskedPredicatesAllowed: boolean;
 
@@ -277,6 +282,7 @@ export class RoleSet {
       }
     }
     this.maskRules = [...masks.values()];
+    this.subjectColumns = new Set(roles.flatMap((r) => (r.subjectColumn ? [r.subjectColumn] : [])));
     this.masks = new Map([...masks].map(([key, m]) => [key, m.mask]));
     this.maskedPredicatesAllowed = roles.every((r) => r.masks.length === 0 || r.allowMaskedPredicates);
     this.admin = roles.some((r) => r.admin);

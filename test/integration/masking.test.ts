@@ -7,7 +7,7 @@
 // notification and parameter report. The same statements under an unmasked role (`doctor`) return the real values,
 // and the simple cases return exactly the configured masked forms.
 import crypto from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -1108,6 +1108,66 @@ describe('PHI masking through pgwarden', () => {
           { id: 5, patient_id: 5, note: 'vaccination' },
         ],
       });
+    });
+  });
+
+  describe('the audit trail: masking decisions and accounting of disclosures (subject_column)', () => {
+    let audited: PgwardenProcess;
+    let auditDir: string;
+
+    beforeAll(async () => {
+      auditDir = join(keyDir, 'audit');
+      const signingKey = join(keyDir, 'audit-signing.pem');
+      const { privateKey } = crypto.generateKeyPairSync('ed25519');
+      writeFileSync(signingKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+      const verifier = verifiers();
+      audited = await startProxy({
+        users: { analyst: { password: verifier.analyst, roles: ['analyst'] } },
+        roles: { ...ROLES, analyst: { ...ROLES.analyst, subject_column: 'public.mk_patients.id' } },
+        masking: { hash_key_file: join(keyDir, 'hash.key') },
+        audit: { mode: 'durable', sinks: [{ type: 'file', path: auditDir }], signing_key_file: signingKey },
+      });
+    });
+
+    afterAll(async () => {
+      await audited?.stop();
+    });
+
+    it('records which columns were masked by which rule, and a keyed hash of each patient whose row was returned', async () => {
+      const session = await Session.open(audited, 'analyst');
+      try {
+        const outcome = await session.simple('select id, name, ssn from mk_patients order by id');
+        expect(outcome.ok).toBe(true);
+      } finally {
+        await session.close();
+      }
+      const records = readdirSync(auditDir)
+        .filter((f) => f.endsWith('.jsonl'))
+        .flatMap((f) => readFileSync(join(auditDir, f), 'utf8').split('\n').filter(Boolean))
+        .map((line) => JSON.parse(line) as { event: string; data: Record<string, unknown> });
+      const masking = records.filter((r) => r.event === 'masking');
+      const decision = masking.find((r) => Array.isArray(r.data.columns));
+      expect(decision?.data.columns).toEqual(
+        expect.arrayContaining([
+          {
+            column: 'public.mk_patients.ssn',
+            rule: 'roles.analyst.masks["public.mk_patients.ssn"]: partial',
+          },
+          {
+            column: 'public.mk_patients.name',
+            rule: 'roles.analyst.masks["public.mk_patients.name"]: redact',
+          },
+        ]),
+      );
+      const disclosure = masking.find((r) => Array.isArray(r.data.subjects));
+      const expected = PATIENTS.map((p) =>
+        crypto.createHmac('sha256', HASH_KEY).update(String(p.id)).digest('hex').slice(0, 32),
+      );
+      expect(disclosure?.data.subject_column).toBe('public.mk_patients.id');
+      expect([...(disclosure?.data.subjects as string[])].sort()).toEqual([...expected].sort());
+      // The ids themselves are not in the trail.
+      const text = JSON.stringify(masking);
+      for (const p of PATIENTS) expect(text).not.toContain(`"${p.ssn}"`);
     });
   });
 });
