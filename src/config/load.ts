@@ -25,6 +25,7 @@ import {
   type UserAuthMethod,
 } from './schema.js';
 import { isValidCidr } from '../net/cidr.js';
+import { parseJsonPath } from '../masking/json-paths.js';
 
 export type { PgwardenConfig } from './schema.js';
 /** The resolved config type (defaults applied, durations in ms, sizes in bytes); same as PgwardenConfig. */
@@ -624,6 +625,18 @@ function crossCheck(c: ConfigInput): Issue[] {
         if (pattern.split('.').length > 2)
           issues.push({ segs: [...at, 'functions', list, i], message: 'must be name or schema.name' });
       });
+    }
+    for (const [column, paths] of Object.entries(role.json_masks ?? {})) {
+      for (const path of Object.keys(paths)) {
+        try {
+          parseJsonPath(path);
+        } catch (e) {
+          issues.push({ segs: [...at, 'json_masks', column, path], message: (e as Error).message });
+        }
+      }
+      if (role.masks?.[column] !== undefined) {
+        issues.push({ segs: [...at, 'json_masks', column], message: 'is already masked whole in masks' });
+      }
     }
     (role.columns?.deny ?? []).forEach((pattern, i) => {
       if (pattern.split('.').length !== 3)

@@ -895,6 +895,31 @@ const RoleSchema = Type.Object(
         description: 'Client addresses this role may be used from; any when unset.',
       }),
     ),
+    json_masks: Type.Optional(
+      nameMap(
+        Type.Record(
+          Type.String({ pattern: '^\\$.+$' }),
+          annotate(
+            Type.String({
+              pattern: MASK_FUNCTION_PATTERN,
+              description: 'Masking function applied to the value at the path.',
+            }),
+            { hint: () => 'must be a masking function such as redact or partial_last4' },
+          ),
+          {
+            description:
+              "JSON paths ($.name, ['name'], [*], .*, [N], ..name) inside the document and the mask of each.",
+          },
+        ),
+        {
+          pattern: '^[^.\\s]+\\.[^.\\s]+\\.[^.\\s]+$',
+          keyLabel: 'column',
+          keyHint: 'written as schema.table.column',
+          description:
+            'Masks inside json/jsonb documents, by column: `public.resources.body: { "$.identifier[*].value": redact }`. The rest of the document is returned as it is; a value that is not JSON is redacted.',
+        },
+      ),
+    ),
     subject_column: Type.Optional(
       annotate(
         Type.String({

@@ -68,6 +68,7 @@ const JSON_TYPES: ReadonlySet<number> = new Set([114, 3802]);
 function masked(rule: MaskRule, format: number, typeOid: number): ColumnAction {
   if (format !== 0) return { kind: 'null', rule };
   if (rule.fn === 'null') return { kind: 'null', rule };
+  if (rule.fn === 'json') return { kind: 'mask', rule };
   if (JSON_TYPES.has(typeOid)) return { kind: 'mask', rule: { ...JSON_REDACT, source: rule.source } };
   return { kind: 'mask', rule };
 }

@@ -1,8 +1,10 @@
+import { parseJsonPath, type JsonPathMask } from './json-paths.js';
+
 // A role's masks as written in the config (`public.patients.ssn: partial_last4`), read into rules: which column,
 // which function, with which parameters. The config schema already restricts the spelling; this gives it meaning.
 
 export type MaskFunction =
-  'redact' | 'null' | 'partial' | 'year_only' | 'month_year' | 'zip3' | 'email' | 'hash' | 'fixed';
+  'json' | 'redact' | 'null' | 'partial' | 'year_only' | 'month_year' | 'zip3' | 'email' | 'hash' | 'fixed';
 
 export interface MaskRule {
   readonly fn: MaskFunction;
@@ -11,6 +13,8 @@ export interface MaskRule {
   readonly keepLast: number;
   /** fixed: the replacement text. */
   readonly fixed: string;
+  /** json: the masks inside the document. */
+  readonly jsonPaths?: readonly JsonPathMask[];
   /** The config entry, for messages, metrics and audit: `roles.analyst.masks["public.patients.ssn"]`. */
   readonly source: string;
 }
@@ -53,19 +57,45 @@ export function parseMaskFunction(text: string, source: string): MaskRule {
   throw new Error(`${source}: unknown masking function '${text}'`);
 }
 
-/** The masks of one role, by column. */
+/** The masks of one role, by column: whole-column masks and masks inside JSON documents. */
 export function parseRoleMasks(
   role: string,
   masks: Readonly<Record<string, string>> | undefined,
+  jsonMasks: Readonly<Record<string, Readonly<Record<string, string>>>> | undefined = undefined,
 ): ColumnMask[] {
-  return Object.entries(masks ?? {}).map(([key, fn]) => {
+  const whole = Object.entries(masks ?? {}).map(([key, fn]) => {
     const [schema, table, column] = key.split('.');
     return { schema, table, column, rule: parseMaskFunction(fn, `roles.${role}.masks["${key}"]`) };
   });
+  const inside = Object.entries(jsonMasks ?? {}).map(([key, paths]): ColumnMask => {
+    const [schema, table, column] = key.split('.');
+    const source = `roles.${role}.json_masks["${key}"]`;
+    const jsonPaths = Object.entries(paths).map(([path, fn]) => ({
+      path,
+      steps: parseJsonPath(path),
+      rule: parseMaskFunction(fn, `${source}["${path}"]`),
+    }));
+    return {
+      schema,
+      table,
+      column,
+      rule: { fn: 'json', keepFirst: 0, keepLast: 0, fixed: '', source, jsonPaths },
+    };
+  });
+  return [...whole, ...inside];
 }
 
 /** When several masks apply to one value (a derived column over two masked columns), the strictest wins. */
 export function strictest(a: MaskRule, b: MaskRule): MaskRule {
+  // Masks inside a document add up; a whole-column mask is stricter than any of them.
+  if (a.fn === 'json' && b.fn === 'json')
+    return {
+      ...a,
+      source: `${a.source} + ${b.source}`,
+      jsonPaths: [...(a.jsonPaths ?? []), ...(b.jsonPaths ?? [])],
+    };
+  if (a.fn === 'json') return b;
+  if (b.fn === 'json') return a;
   if (a.fn === 'null' || b.fn === 'null') return a.fn === 'null' ? a : b;
   if (a.fn === b.fn && a.keepFirst === b.keepFirst && a.keepLast === b.keepLast && a.fixed === b.fixed)
     return a;

@@ -13,6 +13,7 @@ import {
   type MaskerImpl,
   type RowMasker,
 } from './kernel.js';
+import { maskJsonDocument } from './json-paths.js';
 import type { MaskCatalog } from './mask-catalog.js';
 import type { MaskRule } from './mask-spec.js';
 import type { ResultDescription } from './result-tracker.js';
@@ -21,8 +22,8 @@ interface Prepared {
   readonly masks: ReadonlyMap<string, MaskRule>;
   readonly expressionsReadMasked: boolean;
   readonly masker: RowMasker;
-  /** Columns masked with hash (the kernel passes them through). */
-  readonly hashColumns: readonly number[];
+  /** Columns the kernel passes through and this module rewrites: hash tokens and masks inside JSON documents. */
+  readonly rewrites: ReadonlyMap<number, (value: Buffer) => Buffer | null>;
   /** Columns masked by a rule (not passed, not left to detection): the masked-fields metric. */
   readonly maskedColumns: number;
 }
@@ -59,10 +60,10 @@ export class SessionMasker {
     const p = desc
       ? this.forDescription(desc, masks, expressionsReadMasked)
       : this.forUnknown(row.readInt16BE(5));
-    if (p.masker.plan.untouched && p.hashColumns.length === 0) return row;
+    if (p.masker.plan.untouched && p.rewrites.size === 0) return row;
     stats.maskedFields += p.maskedColumns;
     const out = p.masker.plan.untouched ? row : p.masker.mask(row);
-    return p.hashColumns.length > 0 ? this.applyHashes(out, p.hashColumns) : out;
+    return p.rewrites.size > 0 ? rewriteColumns(out, p.rewrites) : out;
   }
 
   private forDescription(
@@ -106,7 +107,7 @@ export class SessionMasker {
     masks: ReadonlyMap<string, MaskRule>,
     expressionsReadMasked: boolean,
   ): Prepared {
-    const hashColumns: number[] = [];
+    const rewrites = new Map<number, (value: Buffer) => Buffer | null>();
     let maskedColumns = 0;
     const specs = actions.map((a, i): MaskColumnSpec => {
       if (a.kind === 'pass') return { action: MaskAction.Pass };
@@ -131,52 +132,60 @@ export class SessionMasker {
           return { action: MaskAction.Email };
         case 'fixed':
           return { action: MaskAction.Fixed, fixed: r.fixed };
-        case 'hash':
-          if (this.hashKey === null) return { action: MaskAction.Redact }; // fail closed without a key
-          hashColumns.push(i);
+        case 'hash': {
+          const key = this.hashKey;
+          if (key === null) return { action: MaskAction.Redact }; // fail closed without a key
+          rewrites.set(i, (v) =>
+            Buffer.from(crypto.createHmac('sha256', key).update(v).digest('hex').slice(0, 32)),
+          );
           return { action: MaskAction.Pass };
+        }
+        case 'json': {
+          const paths = r.jsonPaths ?? [];
+          const redaction = this.redaction;
+          rewrites.set(i, (v) => {
+            const masked = maskJsonDocument(v.toString('utf8'), paths, redaction);
+            return Buffer.from(masked ?? JSON.stringify(redaction));
+          });
+          return { action: MaskAction.Pass };
+        }
       }
     });
     const masker = createRowMasker(buildMaskPlan(specs, this.redaction), this.impl);
-    return { masks, expressionsReadMasked, masker, hashColumns, maskedColumns };
+    return { masks, expressionsReadMasked, masker, rewrites, maskedColumns };
   }
+}
 
-  /**
-   * Replaces the hash columns' values by keyed HMAC-SHA-256 tokens (hex, 32 characters): deterministic, so joins
-   * and counts over the token still work, and without the key the value cannot be recovered or guessed.
-   */
-  private applyHashes(row: Buffer, columns: readonly number[]): Buffer {
-    const count = row.readInt16BE(5);
-    const parts: Buffer[] = [];
-    let at = 7;
-    let from = 0;
-    let delta = 0;
-    let next = 0;
-    for (let i = 0; i < count && next < columns.length; i++) {
-      const len = row.readInt32BE(at);
-      const valueAt = at + 4;
-      if (i === columns[next]) {
-        next++;
-        if (len >= 0) {
-          const token = Buffer.from(
-            crypto
-              .createHmac('sha256', this.hashKey!)
-              .update(row.subarray(valueAt, valueAt + len))
-              .digest('hex')
-              .slice(0, 32),
-          );
-          const header = Buffer.allocUnsafe(4);
-          header.writeInt32BE(token.length);
-          parts.push(row.subarray(from, at), header, token);
-          from = valueAt + len;
-          delta += token.length - len;
-        }
-      }
-      at = valueAt + Math.max(len, 0);
+/**
+ * Replaces the values of some columns (NULLs stay NULL). Hash tokens are keyed HMAC-SHA-256 (hex, 32 characters):
+ * deterministic, so joins and counts over the token still work, and without the key the value cannot be
+ * recovered or guessed.
+ */
+function rewriteColumns(
+  row: Buffer,
+  rewrites: ReadonlyMap<number, (value: Buffer) => Buffer | null>,
+): Buffer {
+  const count = row.readInt16BE(5);
+  const parts: Buffer[] = [];
+  let at = 7;
+  let from = 0;
+  let delta = 0;
+  for (let i = 0; i < count; i++) {
+    const len = row.readInt32BE(at);
+    const valueAt = at + 4;
+    const rewrite = rewrites.get(i);
+    if (rewrite && len >= 0) {
+      const value = rewrite(row.subarray(valueAt, valueAt + len));
+      const header = Buffer.allocUnsafe(4);
+      header.writeInt32BE(value === null ? -1 : value.length);
+      parts.push(row.subarray(from, at), header, ...(value === null ? [] : [value]));
+      from = valueAt + len;
+      delta += (value === null ? 0 : value.length) - len;
     }
-    parts.push(row.subarray(from));
-    const out = Buffer.concat(parts);
-    out.writeInt32BE(row.readInt32BE(1) + delta, 1);
-    return out;
+    at = valueAt + Math.max(len, 0);
   }
+  parts.push(row.subarray(from));
+  const out = Buffer.concat(parts);
+  out.writeInt32BE(row.readInt32BE(1) + delta, 1);
+  return out;
 }

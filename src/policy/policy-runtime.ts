@@ -60,7 +60,7 @@ export function buildPolicyRuntime(config: PgwardenConfig): PolicyRuntime {
     proxyTrusted: config.listen.proxy_protocol ? new CidrSet(config.listen.proxy_protocol.trusted) : null,
     catalogColumns: uniqueColumns(
       Object.entries(config.roles).flatMap(([name, r]): ColumnKey[] => [
-        ...parseRoleMasks(name, r.masks),
+        ...parseRoleMasks(name, r.masks, r.json_masks),
         ...(r.subject_column ? [columnKeyOf(r.subject_column)] : []),
       ]),
     ),

@@ -233,7 +233,7 @@ export function compileRole(name: string, c: RoleConfig): CompiledRole {
     maxRows: c.max_rows ?? null,
     idleTimeoutMs: c.idle_timeout ?? null,
     cidrs: c.cidrs ? new CidrSet(c.cidrs) : null,
-    masks: parseRoleMasks(name, c.masks).map((m) => ({
+    masks: parseRoleMasks(name, c.masks, c.json_masks).map((m) => ({
       table: new Globs([`${m.schema}.${m.table}`]),
       column: new Globs([m.column]),
       rule: m.rule.source,
@@ -242,7 +242,11 @@ export function compileRole(name: string, c: RoleConfig): CompiledRole {
     })),
     allowMaskedPredicates: c.allow_masked_predicates,
     subjectColumn: c.subject_column ?? null,
-    restrictsNames: c.tables !== undefined || columnDeny.length > 0 || Object.keys(c.masks ?? {}).length > 0,
+    restrictsNames:
+      c.tables !== undefined ||
+      columnDeny.length > 0 ||
+      Object.keys(c.masks ?? {}).length > 0 ||
+      Object.keys(c.json_masks ?? {}).length > 0,
   };
 }
 

@@ -46,7 +46,14 @@ const ANALYST_MASKS = {
 };
 
 const ROLES = {
-  analyst: { statements: STATEMENTS, tables: TABLES, masks: ANALYST_MASKS },
+  analyst: {
+    statements: STATEMENTS,
+    tables: TABLES,
+    masks: ANALYST_MASKS,
+    json_masks: {
+      'public.mk_resources.body': { '$.identifier[*].value': 'partial_last4', '$.name[*].family': 'redact' },
+    },
+  },
   doctor: { statements: STATEMENTS, tables: TABLES },
 };
 
@@ -132,7 +139,7 @@ const FIXTURE_DROP = `
   drop view if exists public.mk_patient_view;
   drop function if exists public.mk_ssn_of(int);
   drop function if exists public.mk_note(int, text);
-  drop table if exists public.mk_visits, public.mk_patients;
+  drop table if exists public.mk_visits, public.mk_patients, public.mk_resources;
 `;
 
 const FIXTURE_CREATE = `
@@ -140,6 +147,9 @@ const FIXTURE_CREATE = `
     id int primary key, name text, ssn text unique, dob date, zip text, email text, phone text, diagnosis text
   );
   create table public.mk_visits (id int primary key, patient_id int references public.mk_patients, note text);
+  create table public.mk_resources (id int primary key, body jsonb);
+  insert into public.mk_resources values (1, '{"resourceType": "Patient", "identifier": [{"system": "urn:ssn",
+    "value": "123-45-6789"}], "name": [{"family": "Holloway", "given": ["Margaret"]}], "gender": "female"}');
   create view public.mk_patient_view as select * from public.mk_patients;
   create view public.mk_patient_view_2 as select id, name, ssn from public.mk_patient_view;
   create function public.mk_ssn_of(int) returns text language sql stable as
@@ -1108,6 +1118,35 @@ describe('PHI masking through pgwarden', () => {
           { id: 5, patient_id: 5, note: 'vaccination' },
         ],
       });
+    });
+  });
+
+  describe('masks inside JSON documents (json_masks)', () => {
+    it('mask the paths and leave the rest of the document; doctor sees it whole; predicates on it are refused', async () => {
+      const analyst = await withSession('analyst', (s) =>
+        s.simple('select body from mk_resources where id = 1'),
+      );
+      expect(analyst.ok).toBe(true);
+      const body = analyst.ok ? (analyst.rows[0] as { body: unknown }).body : null;
+      const parsed = typeof body === 'string' ? JSON.parse(body) : body;
+      expect(parsed).toEqual({
+        resourceType: 'Patient',
+        identifier: [{ system: 'urn:ssn', value: '***-**-6789' }],
+        name: [{ family: '***', given: ['Margaret'] }],
+        gender: 'female',
+      });
+      const doctor = await withSession('doctor', (s) =>
+        s.simple('select body from mk_resources where id = 1'),
+      );
+      expect(JSON.stringify(doctor)).toContain('123-45-6789');
+      const filtered = await withSession('analyst', (s) =>
+        s.simple("select id from mk_resources where body->'identifier'->0->>'value' like '123%'"),
+      );
+      expect(filtered.ok ? 'ran' : filtered.code).toBe('42501');
+      const extracted = await withSession('analyst', (s) =>
+        s.simple("select body->'identifier'->0->>'value' as v from mk_resources where id = 1"),
+      );
+      expect(JSON.stringify(extracted)).not.toContain('123-45-6789');
     });
   });
 
