@@ -907,6 +907,7 @@ const RoleSchema = Type.Object(
             { hint: () => 'must be a masking function such as redact or partial_last4' },
           ),
           {
+            ...strict,
             description:
               "JSON paths ($.name, ['name'], [*], .*, [N], ..name) inside the document and the mask of each.",
           },
