@@ -52,7 +52,20 @@ import { statementTextRisk } from '../policy/rules.js';
 import { SessionMasker } from '../masking/session-masker.js';
 import { maskedViewNames } from '../masking/mask-catalog.js';
 import type { MaskRule } from '../masking/mask-spec.js';
-import { decodeBindResultFormats, ResultTracker, type ResultDescription } from '../masking/result-tracker.js';
+import {
+  decodeBindResultFormats,
+  ResultTracker,
+  type ResultDescription,
+  type ResultField,
+} from '../masking/result-tracker.js';
+import {
+  dataRowToValues,
+  formatCopyCsv,
+  formatCopyText,
+  parseCopyCsv,
+  parseCopyText,
+  valuesToDataRow,
+} from '../masking/copy-rows.js';
 import type { DatabaseEntry, UserEntry } from './runtime.js';
 import type { WorkerContext } from './worker-context.js';
 
@@ -997,11 +1010,12 @@ export class ClientSession implements ServerOwner {
     if (roles.subjectColumns.size > 0) this.accountSubjects(code, msg, desc, roles.subjectColumns);
     const masks = roles.masks;
     if (masks.size === 0) return msg;
-    if (code === BackendCode.DataRow) {
-      const expressionsReadMasked =
-        this.gate!.readsMaskedLater || this.doneRoundTrips < this.maskedReadsUntil;
-      return this.masker!.mask(msg, desc, masks, expressionsReadMasked);
-    }
+    const expressionsReadMasked = this.gate!.readsMaskedLater || this.doneRoundTrips < this.maskedReadsUntil;
+    if (code === BackendCode.DataRow) return this.masker!.mask(msg, desc, masks, expressionsReadMasked);
+    if (code === BackendCode.CopyOutResponse) this.startCopyOut(msg);
+    else if (code === BackendCode.CopyData && this.copyOut) return this.maskCopyRow(msg, masks);
+    else if (code === BackendCode.CopyDone || code === BackendCode.ReadyForQuery) this.copyOut = null;
+    if (code === BackendCode.ReadyForQuery) this.gate!.copyOuts.length = 0;
     // An ErrorResponse is scrubbed after the gate had its look at it (a refusal's poison is recognised by text).
     if (code === BackendCode.NoticeResponse) return scrubErrorFields(msg, code);
     return msg;
@@ -1057,12 +1071,83 @@ export class ClientSession implements ServerOwner {
   private readonly subjects = new Map<string, Set<string>>();
   private subjectsTruncated = false;
 
+  /**
+   * COPY TO for a masked session: the statement said which relation and columns (or a query) and which format;
+   * rows are masked like DataRows. A relation without masked columns streams untouched. A binary COPY, which the
+   * rules refuse, is stopped here too should PostgreSQL ever start one.
+   */
+  private startCopyOut(msg: Buffer): void {
+    const next = this.gate!.copyOuts.shift();
+    this.copyOut = null;
+    if (msg[5] !== 0 || next === undefined || next.copy.format === 'binary') {
+      this.stopRows(
+        pgwErrorWithDetail(
+          'PGW_ERR_POLICY_DENIED',
+          'Rule: roles.*.masks.',
+          'COPY TO of this form cannot be masked',
+        ),
+      );
+      return;
+    }
+    const { copy, readsMasked } = next;
+    const catalog = this.masker!.catalog;
+    let fields: ResultField[] | null = null;
+    if (copy.relation) {
+      const rel = copy.relation;
+      const candidates = rel.schema
+        ? [`${rel.schema}.${rel.name}`]
+        : this.ctx.runtime.policy.searchPath.map((s) => `${s}.${rel.name}`);
+      const table = candidates.map((c) => catalog.tables.get(c)).find((t) => t !== undefined);
+      if (!table) return; // no masked column in it: the rows stream as they are
+      const cols = copy.columns ?? table.columns.map((c) => c.name);
+      fields = cols.map((name) => {
+        const col = table.columns.find((c) => c.name === name);
+        return { name, tableOid: col ? table.oid : 0, attnum: col?.attnum ?? 0, typeOid: 25, format: 0 };
+      });
+    }
+    const format = copy.format === 'csv' ? 'csv' : 'text';
+    this.copyOut = { format, headerPending: copy.header, fields, readsMasked, desc: null };
+  }
+
+  private maskCopyRow(msg: Buffer, masks: ReadonlyMap<string, MaskRule>): Buffer {
+    const copy = this.copyOut!;
+    const data = msg.subarray(5);
+    if (copy.headerPending) {
+      copy.headerPending = false; // column names
+      return msg;
+    }
+    const values = copy.format === 'csv' ? parseCopyCsv(data) : parseCopyText(data);
+    let desc = copy.desc;
+    if (desc === null || desc.length !== values.length) {
+      desc =
+        copy.fields ??
+        values.map((_, i) => ({ name: `column${i + 1}`, tableOid: 0, attnum: 0, typeOid: 25, format: 0 }));
+      copy.desc = desc;
+    }
+    const masked = dataRowToValues(this.masker!.mask(valuesToDataRow(values), desc, masks, copy.readsMasked));
+    const line = copy.format === 'csv' ? formatCopyCsv(masked) : formatCopyText(masked);
+    const out = Buffer.allocUnsafe(5 + line.length);
+    out[0] = BackendCode.CopyData;
+    out.writeInt32BE(4 + line.length, 1);
+    line.copy(out, 5);
+    return out;
+  }
+  private copyOut: {
+    format: 'text' | 'csv';
+    headerPending: boolean;
+    fields: ResultField[] | null;
+    readsMasked: boolean;
+    desc: ResultDescription | null;
+  } | null = null;
+
   /** max_rows reached: the client gets an error now, PostgreSQL is asked to stop, and the rest is dropped. */
-  private stopRows(): void {
-    const maxRows = this.gate!.policy.roles(this.ctx.runtime.policy).maxRows!;
+  private stopRows(refusal: PgwardenError | null = null): void {
     this.rowStop = true;
-    stats.rowLimitStops++;
-    const error = pgwError('PGW_ERR_MAX_ROWS', maxRows);
+    let error = refusal;
+    if (error === null) {
+      stats.rowLimitStops++;
+      error = pgwError('PGW_ERR_MAX_ROWS', this.gate!.policy.roles(this.ctx.runtime.policy).maxRows!);
+    }
     this.audit?.refusal(error.sqlstate, error.message);
     this.out.push(writer.errorResponse(error));
     const server = this.server;

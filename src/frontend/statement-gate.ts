@@ -18,7 +18,7 @@ import { stats } from '../metrics/worker-stats.js';
 import type { SessionAudit } from '../audit/session-audit.js';
 import type { PolicyRuntime } from '../policy/policy-runtime.js';
 import type { SessionPolicy } from '../policy/session-policy.js';
-import type { StatementFacts } from '../policy/facts.js';
+import type { CopyOut, StatementFacts } from '../policy/facts.js';
 import type { MaskRule } from '../masking/mask-spec.js';
 
 /** Statement text PostgreSQL answers with `syntax error at or near "pgwarden_refused"` (42601). */
@@ -248,6 +248,10 @@ export class StatementGate {
         );
         return { kind: 'refuse', error };
       }
+      if (roles.masks.size > 0 && facts.copyOut !== null) {
+        // Its rows are masked as they stream: the session takes this at the CopyOutResponse, in order.
+        this.copyOuts.push({ copy: facts.copyOut, readsMasked: roles.readsMasked(facts) });
+      }
       if (roles.masks.size > 0 && roles.readsMasked(facts)) {
         readsMasked = true;
         // A cursor or prepared statement may return these rows in a later round trip: from then on every
@@ -265,6 +269,8 @@ export class StatementGate {
   lastReadsMasked = false;
   /** A cursor or prepared statement that reads a masked column exists: expressions stay masked for the session. */
   readsMaskedLater = false;
+  /** COPY ... TO statements of masked sessions sent upstream whose CopyOutResponse has not come yet. */
+  readonly copyOuts: Array<{ copy: CopyOut; readsMasked: boolean }> = [];
 
   private closeElapsedBreakGlass(): void {
     const ended = this.policy.breakGlassExpired();

@@ -18,6 +18,11 @@ export interface MaskCatalog {
   readonly views: ReadonlyMap<number, ReadonlySet<string>>;
   /** View OID → `schema.name`, for the statement rules (which see names, not OIDs). */
   readonly viewNames: ReadonlyMap<number, string>;
+  /** `schema.table` → OID and every column in attribute order, for tables with a masked column (COPY TO). */
+  readonly tables: ReadonlyMap<
+    string,
+    { readonly oid: number; readonly columns: ReadonlyArray<{ attnum: number; name: string }> }
+  >;
   /** The highest relation OID when the catalog was read. */
   readonly maxOid: number;
   readonly loadedAt: number;
@@ -107,6 +112,25 @@ export async function loadMaskCatalog(
     }
     frontier = [...next].map(([oid, keys]) => ({ oid, attnum: 0, keys }));
   }
+  const tables = new Map<string, { oid: number; columns: Array<{ attnum: number; name: string }> }>();
+  if (columns.size > 0) {
+    const rows = await runQuery(
+      server,
+      `SELECT c.oid::int8, n.nspname, c.relname, a.attnum, a.attname
+         FROM pg_catalog.pg_class c
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE c.oid IN (${[...columns.keys()].join(', ')})
+        ORDER BY c.oid, a.attnum`,
+      timeoutMs,
+    );
+    for (const [oid, schema, table, attnum, column] of rows) {
+      const key = `${schema}.${table}`;
+      let entry = tables.get(key);
+      if (!entry) tables.set(key, (entry = { oid: Number(oid), columns: [] }));
+      entry.columns.push({ attnum: Number(attnum), name: String(column) });
+    }
+  }
   const viewNames = new Map<number, string>();
   if (views.size > 0) {
     const rows = await runQuery(
@@ -118,7 +142,7 @@ export async function loadMaskCatalog(
     );
     for (const [oid, schema, name] of rows) viewNames.set(Number(oid), `${schema}.${name}`);
   }
-  return { columns, views, viewNames, maxOid, loadedAt: Date.now() };
+  return { columns, views, viewNames, tables, maxOid, loadedAt: Date.now() };
 }
 
 /** The views of `catalog` (by name) that read a column masked by `masks`. */

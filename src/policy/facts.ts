@@ -83,9 +83,22 @@ export interface StatementFacts {
   readonly guard: GuardFlags;
   /** Set when the statement is a SET/RESET of a parameter; null otherwise. */
   readonly setting: SettingChange | null;
+  /** Set when the statement is a COPY ... TO; null otherwise. */
+  readonly copyOut: CopyOut | null;
   /** Byte offset and length of this statement in the UTF-8 query text (libpg-query's stmt_location / stmt_len; length 0 = to the end). */
   readonly location: number;
   readonly length: number;
+}
+
+/** A top-level COPY ... TO: what masking needs to read its rows. */
+export interface CopyOut {
+  readonly format: 'text' | 'csv' | 'binary';
+  readonly header: boolean;
+  /** Options other than format and header (delimiter, null, quote, escape, force_quote, encoding, ...). */
+  readonly otherOptions: boolean;
+  /** COPY table: the relation and its column list (null = every column); COPY (query): null. */
+  readonly relation: { readonly schema: string | null; readonly name: string } | null;
+  readonly columns: readonly string[] | null;
 }
 
 /** The text did not parse: PostgreSQL's message and the 1-based character position, as an ErrorResponse carries it. */

@@ -513,8 +513,15 @@ export class RoleSet {
         reason: 'EXPLAIN is not allowed for roles with masks (plans show values)',
         rule: 'roles.*.masks',
       };
-    if (f.kinds.includes('copy_out'))
-      return { reason: 'COPY TO is not allowed for roles with masks', rule: 'roles.*.masks' };
+    if (f.kinds.includes('copy_out')) {
+      // Rows of COPY TO are masked as text or CSV with the default delimiters; other forms cannot be read here.
+      const c = f.copyOut;
+      if (c === null || c.format === 'binary' || c.otherOptions)
+        return {
+          reason: 'COPY TO is allowed for roles with masks only in text or CSV format with default options',
+          rule: 'roles.*.masks',
+        };
+    }
     for (const rel of f.relations) {
       const stats = this.candidates(rel).find((name) => STATISTICS_RELATIONS.has(name));
       if (stats)

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { describeError, log } from '../core/log.js';
 import type {
   ColumnRef,
+  CopyOut,
   FunctionRef,
   GuardFlags,
   ParseFailure,
@@ -983,7 +984,13 @@ class FactCollector {
     if (!this.functions.has(key)) this.functions.set(key, Object.freeze({ schema, name }));
   }
 
-  facts(command: string, setting: SettingChange | null, location: number, length: number): StatementFacts {
+  facts(
+    command: string,
+    setting: SettingChange | null,
+    location: number,
+    length: number,
+    copyOut: CopyOut | null = null,
+  ): StatementFacts {
     const guard: GuardFlags = Object.freeze({ ddl: this.kinds.includes('ddl'), ...this.guard });
     return Object.freeze({
       kind: this.kinds[0],
@@ -996,6 +1003,7 @@ class FactCollector {
       functions: Object.freeze([...this.functions.values()]),
       guard,
       setting,
+      copyOut,
       location,
       length,
     });
@@ -1252,5 +1260,42 @@ export function statementFactsOf(raw: unknown): StatementFacts {
   const collector = new FactCollector(ownKind(command, body));
   collector.walk(rawStmt.stmt);
   const setting = command === 'VariableSetStmt' ? settingOf(body) : null;
-  return collector.facts(command, setting, location, length);
+  const copyOut = command === 'CopyStmt' && body.is_from !== true ? copyOutOf(body) : null;
+  return collector.facts(command, setting, location, length, copyOut);
+}
+
+/** COPY ... TO: its format, header, other options, relation and column list. */
+function copyOutOf(body: Json): CopyOut {
+  let format: CopyOut['format'] = 'text';
+  let header = false;
+  let otherOptions = false;
+  for (const item of list(body.options)) {
+    const opt = nodeOf(item, 'DefElem');
+    if (opt === null) {
+      otherOptions = true;
+      continue;
+    }
+    const name = str(opt.defname);
+    const arg = isObject(opt.arg) ? opt.arg : null;
+    if (name === 'format') {
+      const value = stringNode(arg)?.toLowerCase();
+      format = value === 'csv' ? 'csv' : value === 'text' ? 'text' : 'binary'; // unknown: treated as unreadable
+    } else if (name === 'header') {
+      const b = nodeOf(arg, 'Boolean');
+      const s = stringNode(arg)?.toLowerCase();
+      header = arg === null || (b !== null ? b.boolval === true : s !== 'false' && s !== 'off' && s !== '0');
+    } else {
+      otherOptions = true;
+    }
+  }
+  const rel = isObject(body.relation) ? body.relation : null;
+  const relname = rel ? str(rel.relname) : null;
+  const names = list(body.attlist).map((a) => stringNode(a));
+  return Object.freeze({
+    format,
+    header,
+    otherOptions,
+    relation: relname === null ? null : Object.freeze({ schema: str(rel!.schemaname), name: relname }),
+    columns: names.length > 0 && names.every((n) => n !== null) ? Object.freeze(names as string[]) : null,
+  });
 }

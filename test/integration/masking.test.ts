@@ -6,6 +6,7 @@
 // masked column anywhere the client can see it: every returned value, every error and notice field, every
 // notification and parameter report. The same statements under an unmasked role (`doctor`) return the real values,
 // and the simple cases return exactly the configured masked forms.
+import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -867,8 +868,9 @@ const CORPUS: readonly Attempt[] = [
 
   // -- side channels: refused
   refused(`explain select ssn from mk_patients where id = 1`),
-  refused('copy mk_patients to stdout'),
-  refused('copy (select ssn from mk_patients) to stdout with (format csv)'),
+  // COPY TO in text or CSV is masked row by row (see the psql tests); other forms are refused.
+  refused('copy mk_patients to stdout (format binary)', 'COPY BINARY'),
+  refused("copy mk_patients to stdout with (delimiter '|')", 'COPY with options the masker cannot read'),
   refused("select * from pg_stats where tablename = 'mk_patients'"),
   refused('select * from pg_catalog.pg_stats_ext'),
 
@@ -1118,6 +1120,60 @@ describe('PHI masking through pgwarden', () => {
           { id: 5, patient_id: 5, note: 'vaccination' },
         ],
       });
+    });
+  });
+
+  describe('COPY TO (psql)', () => {
+    const psql = (user: MaskUser, sql: string) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
+        execFile(
+          'psql',
+          ['-X', '-c', sql],
+          {
+            env: {
+              ...process.env,
+              PGHOST: '127.0.0.1',
+              PGPORT: String(proxy.port),
+              PGUSER: user,
+              PGPASSWORD: PASSWORDS[user],
+              PGDATABASE: 'ehr',
+              PGSSLMODE: 'verify-full',
+              PGSSLROOTCERT: inject('pg').caCert,
+            },
+            timeout: 30_000,
+          },
+          (err, stdout, stderr) => {
+            if (err && typeof err.code !== 'number') reject(err);
+            else resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
+          },
+        );
+      });
+
+    for (const [label, sql] of [
+      ['text, whole table', 'copy mk_patients to stdout'],
+      [
+        'CSV with a header, a column list',
+        'copy mk_patients (id, name, ssn, email) to stdout with (format csv, header)',
+      ],
+      ['text, a query over masked columns', "copy (select id, ssn, name || '' from mk_patients) to stdout"],
+      ['CSV, a query', 'copy (select * from mk_patients order by id) to stdout csv'],
+    ] as const) {
+      it(`masks every row for analyst and returns the real rows to doctor (${label})`, async () => {
+        const analyst = await psql('analyst', sql);
+        expect(analyst.code, analyst.stderr).toBe(0);
+        expect(leaks([analyst.stdout, analyst.stderr])).toEqual([]);
+        expect(analyst.stdout.trim().split('\n').length).toBeGreaterThanOrEqual(PATIENTS.length);
+        const doctor = await psql('doctor', sql);
+        expect(doctor.code, doctor.stderr).toBe(0);
+        expect(doctor.stdout).toContain(FIRST.ssn);
+      });
+    }
+
+    it('keeps the masked forms in text COPY of the table', async () => {
+      const analyst = await psql('analyst', 'copy mk_patients (id, ssn, dob) to stdout');
+      expect(analyst.stdout.split('\n')[0]).toBe(
+        `1\t***-**-${FIRST.ssn.slice(-4)}\t${FIRST.dob.slice(0, 4)}-01-01`,
+      );
     });
   });
 

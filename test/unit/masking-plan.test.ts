@@ -77,6 +77,20 @@ const catalog: MaskCatalog = {
   ]),
   views: new Map([[VIEW, new Set(['public.patients.ssn'])]]),
   viewNames: new Map([[VIEW, 'public.patient_view']]),
+  tables: new Map([
+    [
+      'public.patients',
+      {
+        oid: PATIENTS,
+        columns: [
+          { attnum: 1, name: 'id' },
+          { attnum: 2, name: 'name' },
+          { attnum: 3, name: 'ssn' },
+          { attnum: 4, name: 'dob' },
+        ],
+      },
+    ],
+  ]),
   maxOid: 17000,
   loadedAt: Date.now(),
 };

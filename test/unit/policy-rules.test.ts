@@ -30,6 +30,7 @@ function facts(over: Partial<StatementFacts> & { kind?: StatementKind }): Statem
     functions: [],
     guard: NO_GUARD,
     setting: null,
+    copyOut: null,
     location: 0,
     length: 0,
     ...over,
