@@ -65,8 +65,20 @@ const DETECT: ColumnAction = { kind: 'detect' };
 /** json and jsonb: a masked value is written as a JSON string, so drivers that parse JSON still can. */
 const JSON_TYPES: ReadonlySet<number> = new Set([114, 3802]);
 
+/**
+ * Types whose binary form is their text (the UTF-8 bytes): a masked value is built the same way in either format.
+ * For every other type a masked binary value is not built: it becomes NULL.
+ */
+const TEXT_LIKE_TYPES: ReadonlySet<number> = new Set([
+  25, // text
+  1043, // varchar
+  1042, // bpchar
+  19, // name
+  18, // "char"
+]);
+
 function masked(rule: MaskRule, format: number, typeOid: number): ColumnAction {
-  if (format !== 0) return { kind: 'null', rule };
+  if (format !== 0 && !(TEXT_LIKE_TYPES.has(typeOid) && rule.fn !== 'json')) return { kind: 'null', rule };
   if (rule.fn === 'null') return { kind: 'null', rule };
   if (rule.fn === 'json') return { kind: 'mask', rule };
   if (JSON_TYPES.has(typeOid)) return { kind: 'mask', rule: { ...JSON_REDACT, source: rule.source } };
