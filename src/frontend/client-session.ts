@@ -48,9 +48,9 @@ import {
 import { lockoutKeys } from '../auth/lockout.js';
 import { sendCancel } from '../backend/cancel.js';
 import { SessionPolicy } from '../policy/session-policy.js';
-import { statementTextRisk } from '../policy/rules.js';
+import { statementTextRisk, type MaskedViewColumn } from '../policy/rules.js';
 import { SessionMasker } from '../masking/session-masker.js';
-import { maskedViewNames } from '../masking/mask-catalog.js';
+import { maskedViewColumns } from '../masking/mask-catalog.js';
 import type { MaskRule } from '../masking/mask-spec.js';
 import {
   decodeBindResultFormats,
@@ -666,16 +666,16 @@ export class ClientSession implements ServerOwner {
   }
 
   /** The views that read a column of `masks`, by name (cached per masks map: roles change rarely). */
-  private maskedViews(masks: ReadonlyMap<string, MaskRule>): ReadonlySet<string> {
-    if (!this.masker || masks.size === 0) return NO_NAMES;
+  private maskedViews(masks: ReadonlyMap<string, MaskRule>): readonly MaskedViewColumn[] {
+    if (!this.masker || masks.size === 0) return NO_VIEW_COLUMNS;
     if (this.maskedViewsFor !== masks) {
-      this.maskedViewsCache = maskedViewNames(this.masker.catalog, masks);
+      this.maskedViewsCache = maskedViewColumns(this.masker.catalog, masks);
       this.maskedViewsFor = masks;
     }
     return this.maskedViewsCache;
   }
   private maskedViewsFor: ReadonlyMap<string, MaskRule> | null = null;
-  private maskedViewsCache: ReadonlySet<string> = new Set();
+  private maskedViewsCache: readonly MaskedViewColumn[] = [];
 
   /** Whether any role this session could take on (its own, an actor's, break glass) masks columns. */
   private maySeeMasks(): boolean {
@@ -1318,7 +1318,7 @@ export class ClientSession implements ServerOwner {
   }
 }
 
-const NO_NAMES: ReadonlySet<string> = new Set();
+const NO_VIEW_COLUMNS: readonly MaskedViewColumn[] = [];
 
 /** Distinct subjects recorded per statement; beyond it the record says it was cut. */
 const MAX_SUBJECTS_PER_STATEMENT = 10_000;

@@ -10,7 +10,7 @@
 
 import { isUtf8 } from 'node:buffer';
 import { pgwError, pgwErrorWithDetail, type PgwardenError } from '../core/errors.js';
-import { statementTextRisk } from '../policy/rules.js';
+import { statementTextRisk, type MaskedViewColumn } from '../policy/rules.js';
 import { log } from '../core/log.js';
 import { decodeBind, decodeClose, decodeExecute, decodeParse, decodeQuery } from '../protocol/decode.js';
 import * as writer from '../protocol/writer.js';
@@ -51,8 +51,8 @@ export interface GateEvents {
   transactionFailed(): boolean;
   /** A DDL statement is about to go upstream: relations may change under the mask catalogs. */
   ddlAllowed(): void;
-  /** Views (schema.name) that read a column masked by `masks`: masked whole. */
-  maskedViews(masks: ReadonlyMap<string, MaskRule>): ReadonlySet<string>;
+  /** View columns that show a column masked by `masks`. */
+  maskedViews(masks: ReadonlyMap<string, MaskRule>): readonly MaskedViewColumn[];
 }
 
 export class StatementGate {

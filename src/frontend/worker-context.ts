@@ -71,7 +71,12 @@ export class WorkerContext {
     if (cached && cached.policy === policy && Date.now() - cached.catalog.loadedAt < MASK_CATALOG_TTL_MS) {
       return cached.catalog;
     }
-    const catalog = await loadMaskCatalog(server, policy.catalogColumns, this.runtime.poolAcquireMs);
+    const catalog = await loadMaskCatalog(
+      server,
+      policy.catalogColumns,
+      this.runtime.poolAcquireMs,
+      policy.searchPath,
+    );
     this.maskCatalogs.set(db.name, { catalog, policy });
     return catalog;
   }

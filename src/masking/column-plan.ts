@@ -102,8 +102,16 @@ function ruleFor(tableOid: number, attnum: number, ctx: PlanContext): MaskRule |
   const column = table?.get(attnum);
   if (column !== undefined) return ctx.masks.get(column) ?? null;
   const viewReads = catalog.views.get(tableOid);
-  if (viewReads !== undefined) {
-    for (const key of viewReads) if (ctx.masks.has(key)) return REDACT;
+  if (viewReads === undefined) return null;
+  const resolved = catalog.viewColumns.get(tableOid);
+  if (resolved !== undefined && attnum > 0) {
+    // A view column shows the base columns behind it: as it is, it gets that column's mask; computed, redacted.
+    const col = resolved.get(attnum);
+    if (col === undefined) return REDACT;
+    const masked = [...col.keys].filter((k) => ctx.masks.has(k));
+    if (masked.length === 0) return null;
+    return col.direct && masked.length === 1 ? ctx.masks.get(masked[0])! : REDACT;
   }
+  for (const key of viewReads) if (ctx.masks.has(key)) return REDACT;
   return null;
 }

@@ -10,6 +10,14 @@ import { BackendCode } from '../protocol/codes.js';
 import { decodeErrorFields } from '../protocol/decode.js';
 import * as writer from '../protocol/writer.js';
 import type { ColumnKey } from './mask-spec.js';
+import type { ColumnRef, RelationRef } from '../policy/facts.js';
+import { analyzeSql } from '../policy/sql-analyze.js';
+
+export interface ViewColumn {
+  readonly name: string;
+  readonly keys: ReadonlySet<string>;
+  readonly direct: boolean;
+}
 
 export interface MaskCatalog {
   /** table OID → attribute number → `schema.table.column`, for tables with a column masked by some role. */
@@ -18,6 +26,12 @@ export interface MaskCatalog {
   readonly views: ReadonlyMap<number, ReadonlySet<string>>;
   /** View OID → `schema.name`, for the statement rules (which see names, not OIDs). */
   readonly viewNames: ReadonlyMap<number, string>;
+  /**
+   * View OID → attribute number → what that view column shows: the masked base columns it is computed from, and
+   * whether it is one of them as it is (then it gets that column's mask; computed, it is redacted). A view whose
+   * definition could not be read column by column (a set operation) has no entry: it is masked whole.
+   */
+  readonly viewColumns: ReadonlyMap<number, ReadonlyMap<number, ViewColumn>>;
   /** `schema.table` → OID and every column in attribute order, for tables with a masked column (COPY TO). */
   readonly tables: ReadonlyMap<
     string,
@@ -43,6 +57,7 @@ export async function loadMaskCatalog(
   server: ServerConnection,
   masks: readonly ColumnKey[],
   timeoutMs: number,
+  searchPath: readonly string[] = ['public'],
 ): Promise<MaskCatalog> {
   const columns = new Map<number, Map<number, string>>();
   const byKey = new Map<string, { oid: number; attnum: number }>();
@@ -142,22 +157,131 @@ export async function loadMaskCatalog(
     );
     for (const [oid, schema, name] of rows) viewNames.set(Number(oid), `${schema}.${name}`);
   }
-  return { columns, views, viewNames, tables, maxOid, loadedAt: Date.now() };
+  const viewColumns =
+    views.size > 0 ? await resolveViewColumns(server, views, masks, searchPath, timeoutMs) : new Map();
+  return { columns, views, viewNames, viewColumns, tables, maxOid, loadedAt: Date.now() };
 }
 
-/** The views of `catalog` (by name) that read a column masked by `masks`. */
-export function maskedViewNames(catalog: MaskCatalog, masks: ReadonlyMap<string, unknown>): Set<string> {
-  const names = new Set<string>();
-  for (const [oid, keys] of catalog.views) {
-    for (const k of keys) {
-      if (masks.has(k)) {
-        const name = catalog.viewNames.get(oid);
-        if (name !== undefined) names.add(name);
-        break;
+/**
+ * Reads each view's definition (pg_get_viewdef, names as the session's pinned search_path sees them) with the
+ * parser and ties every view column to the masked base columns behind it, views of views after the views they
+ * read.
+ */
+async function resolveViewColumns(
+  server: ServerConnection,
+  views: ReadonlyMap<number, ReadonlySet<string>>,
+  masks: readonly ColumnKey[],
+  searchPath: readonly string[],
+  timeoutMs: number,
+): Promise<Map<number, Map<number, ViewColumn>>> {
+  const rows = await runQuery(
+    server,
+    `SELECT c.oid::int8, n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid), a.attnum, a.attname
+       FROM pg_catalog.pg_class c
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      WHERE c.oid IN (${[...views.keys()].join(', ')})
+      ORDER BY c.oid, a.attnum`,
+    timeoutMs,
+  );
+  const defs = new Map<
+    number,
+    { name: string; def: string; columns: Array<{ attnum: number; name: string }> }
+  >();
+  for (const [oid, schema, name, def, attnum, column] of rows) {
+    let d = defs.get(Number(oid));
+    if (!d) defs.set(Number(oid), (d = { name: `${schema}.${name}`, def: String(def), columns: [] }));
+    d.columns.push({ attnum: Number(attnum), name: String(column) });
+  }
+  // `schema.relation.column` → the masked base columns it carries; views are added as they are resolved.
+  const carried = new Map<string, ReadonlySet<string>>();
+  for (const m of masks) {
+    const key = `${m.schema}.${m.table}.${m.column}`;
+    carried.set(key, new Set([key]));
+  }
+  const resolved = new Map<number, Map<number, ViewColumn>>();
+  for (let pass = 0; pass < MAX_VIEW_DEPTH && resolved.size < defs.size; pass++) {
+    for (const [oid, d] of defs) {
+      if (resolved.has(oid)) continue;
+      const parsed = analyzeSql(d.def);
+      const facts = parsed.ok && parsed.statements.length === 1 ? parsed.statements[0] : null;
+      const outputs = facts?.outputs;
+      if (!facts || !outputs || outputs.length !== d.columns.length) {
+        resolved.set(oid, new Map()); // not readable column by column: masked whole (see column-plan.ts)
+        continue;
+      }
+      const columns = new Map<number, ViewColumn>();
+      d.columns.forEach((col, i) => {
+        const keys = new Set<string>();
+        for (const ref of outputs[i].refs) {
+          for (const k of carriedBy(ref, facts.relations, searchPath, carried))
+            for (const base of carried.get(k)!) keys.add(base);
+        }
+        columns.set(col.attnum, {
+          name: col.name,
+          keys,
+          direct: outputs[i].direct && outputs[i].refs.length === 1,
+        });
+        carried.set(`${d.name}.${col.name}`, keys);
+      });
+      resolved.set(oid, columns);
+    }
+  }
+  // Views with an empty map were not readable: dropped so that they are masked whole.
+  for (const [oid, columns] of resolved) if (columns.size === 0) resolved.delete(oid);
+  return resolved;
+}
+
+/** The `schema.relation.column`s among `carried` that a column reference in a view definition may name. */
+function carriedBy(
+  ref: ColumnRef,
+  relations: readonly RelationRef[],
+  searchPath: readonly string[],
+  carried: ReadonlyMap<string, ReadonlySet<string>>,
+): string[] {
+  const q = ref.qualifier;
+  const relName = q.length > 0 ? q[q.length - 1] : null;
+  const schema = q.length >= 2 ? q[q.length - 2] : null;
+  const out: string[] = [];
+  for (const rel of relations) {
+    if (relName !== null) {
+      if (schema !== null ? rel.name !== relName : (rel.alias ?? rel.name) !== relName) continue;
+    }
+    const names =
+      rel.schema !== null ? [`${rel.schema}.${rel.name}`] : searchPath.map((s) => `${s}.${rel.name}`);
+    for (const name of names) {
+      if (ref.name === '*') {
+        for (const k of carried.keys()) if (k.startsWith(`${name}.`)) out.push(k);
+      } else if (carried.has(`${name}.${ref.name}`)) {
+        out.push(`${name}.${ref.name}`);
       }
     }
   }
-  return names;
+  return out;
+}
+
+/**
+ * The view columns that show a column masked by `masks`, by name (`schema.view`, column); '*' for every column
+ * of a view that could not be resolved column by column. The statement rules treat them as masked columns.
+ */
+export function maskedViewColumns(
+  catalog: MaskCatalog,
+  masks: ReadonlyMap<string, unknown>,
+): Array<{ relation: string; column: string }> {
+  const out: Array<{ relation: string; column: string }> = [];
+  for (const [oid, keys] of catalog.views) {
+    const relation = catalog.viewNames.get(oid);
+    if (relation === undefined || ![...keys].some((k) => masks.has(k))) continue;
+    const resolved = catalog.viewColumns.get(oid);
+    if (resolved === undefined) {
+      out.push({ relation, column: '*' });
+      continue;
+    }
+    for (const col of resolved.values()) {
+      if ([...col.keys].some((k) => masks.has(k))) out.push({ relation, column: col.name });
+    }
+  }
+  return out;
 }
 
 /**

@@ -85,9 +85,22 @@ export interface StatementFacts {
   readonly setting: SettingChange | null;
   /** Set when the statement is a COPY ... TO; null otherwise. */
   readonly copyOut: CopyOut | null;
+  /**
+   * A plain SELECT (no set operation): the column references behind each output column, in order — what a view
+   * defined by it shows in each of its columns. Null for anything else.
+   */
+  readonly outputs: ReadonlyArray<SelectOutput> | null;
   /** Byte offset and length of this statement in the UTF-8 query text (libpg-query's stmt_location / stmt_len; length 0 = to the end). */
   readonly location: number;
   readonly length: number;
+}
+
+/** One output column of a plain SELECT. */
+export interface SelectOutput {
+  /** Every column reference in its expression. */
+  readonly refs: readonly ColumnRef[];
+  /** The expression is one column reference: the column is returned as it is. */
+  readonly direct: boolean;
 }
 
 /** A top-level COPY ... TO: what masking needs to read its rows. */

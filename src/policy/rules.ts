@@ -174,7 +174,13 @@ export interface MaskColumnRule extends ColumnRule {
   readonly mask: MaskRule;
 }
 
-const NO_VIEWS: ReadonlySet<string> = new Set();
+/** A column of a view that shows a masked column (`*`: every column of the view). */
+export interface MaskedViewColumn {
+  readonly relation: string;
+  readonly column: string;
+}
+
+const NO_VIEWS: readonly MaskedViewColumn[] = [];
 const ALL_COLUMNS = new Globs(['*']);
 const WRITE_KINDS: readonly StatementKind[] = ['insert', 'update', 'delete', 'merge', 'copy_in'];
 
@@ -296,7 +302,11 @@ export class RoleSet {
 
   /** null when allowed; otherwise the first reason found. */
   /** `pinned`: the session's search_path is pinned (decided at login from every role it could take on). */
-  check(facts: StatementFacts, pinned: boolean, maskedViews: ReadonlySet<string> = NO_VIEWS): Refusal | null {
+  check(
+    facts: StatementFacts,
+    pinned: boolean,
+    maskedViews: readonly MaskedViewColumn[] = NO_VIEWS,
+  ): Refusal | null {
     if (this.roles.length === 0) {
       return { reason: 'the session has no roles in force here', rule: 'users.*.roles' };
     }
@@ -474,18 +484,19 @@ export class RoleSet {
    * predicate (`WHERE ssn LIKE '123%'` reveals it digit by digit), planner statistics, EXPLAIN output, and COPY
    * TO (whose rows are not masked by this version).
    */
-  private checkMasked(f: StatementFacts, maskedViews: ReadonlySet<string>): Refusal | null {
+  private checkMasked(f: StatementFacts, maskedViews: readonly MaskedViewColumn[]): Refusal | null {
     if (this.maskRules.length === 0) return null;
-    // A view that reads a masked column is masked whole: every column of it counts as masked here.
+    // View columns that show a masked column count as masked (every column of a view not resolved column by
+    // column).
     const rules: readonly ColumnRule[] =
-      maskedViews.size === 0
+      maskedViews.length === 0
         ? this.maskRules
         : [
             ...this.maskRules,
-            ...[...maskedViews].map((v) => ({
-              table: new Globs([v]),
-              column: ALL_COLUMNS,
-              rule: 'masked view',
+            ...maskedViews.map((v) => ({
+              table: new Globs([v.relation]),
+              column: v.column === '*' ? ALL_COLUMNS : new Globs([v.column]),
+              rule: 'masked view column',
             })),
           ];
     // Values that leave outside result rows: a notification's payload.

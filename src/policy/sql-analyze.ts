@@ -9,6 +9,7 @@ import { describeError, log } from '../core/log.js';
 import type {
   ColumnRef,
   CopyOut,
+  SelectOutput,
   FunctionRef,
   GuardFlags,
   ParseFailure,
@@ -990,6 +991,7 @@ class FactCollector {
     location: number,
     length: number,
     copyOut: CopyOut | null = null,
+    outputs: ReadonlyArray<SelectOutput> | null = null,
   ): StatementFacts {
     const guard: GuardFlags = Object.freeze({ ddl: this.kinds.includes('ddl'), ...this.guard });
     return Object.freeze({
@@ -1004,6 +1006,7 @@ class FactCollector {
       guard,
       setting,
       copyOut,
+      outputs,
       location,
       length,
     });
@@ -1261,7 +1264,38 @@ export function statementFactsOf(raw: unknown): StatementFacts {
   collector.walk(rawStmt.stmt);
   const setting = command === 'VariableSetStmt' ? settingOf(body) : null;
   const copyOut = command === 'CopyStmt' && body.is_from !== true ? copyOutOf(body) : null;
-  return collector.facts(command, setting, location, length, copyOut);
+  const outputs = command === 'SelectStmt' ? selectOutputs(body) : null;
+  return collector.facts(command, setting, location, length, copyOut, outputs);
+}
+
+/** The column references under each select-list entry of a plain SELECT; null with a set operation. */
+function selectOutputs(body: Json): ReadonlyArray<SelectOutput> | null {
+  if (body.op !== undefined && body.op !== 'SETOP_NONE') return null;
+  return Object.freeze(
+    list(body.targetList).map((entry) => {
+      const refs = new Map<string, ColumnRef>();
+      const val = nodeOf(entry, 'ResTarget')?.val;
+      const direct = nodeOf(val, 'ColumnRef') !== null;
+      const stack: unknown[] = [val];
+      while (stack.length > 0) {
+        const v = stack.pop();
+        if (Array.isArray(v)) {
+          for (const x of v) stack.push(x);
+          continue;
+        }
+        if (!isObject(v)) continue;
+        const ref = nodeOf(v, 'ColumnRef');
+        if (ref !== null) {
+          const parts = columnRefParts(ref);
+          if (parts.length > 0) addColumnTo(refs, parts.slice(0, -1), parts[parts.length - 1]);
+          continue;
+        }
+        for (const child of Object.values(v))
+          if (typeof child === 'object' && child !== null) stack.push(child);
+      }
+      return Object.freeze({ refs: Object.freeze([...refs.values()]), direct });
+    }),
+  );
 }
 
 /** COPY ... TO: its format, header, other options, relation and column list. */

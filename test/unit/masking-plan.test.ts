@@ -75,8 +75,24 @@ const catalog: MaskCatalog = {
       ]),
     ],
   ]),
-  views: new Map([[VIEW, new Set(['public.patients.ssn'])]]),
-  viewNames: new Map([[VIEW, 'public.patient_view']]),
+  views: new Map([
+    [VIEW, new Set(['public.patients.ssn'])],
+    [VIEW + 1, new Set(['public.patients.ssn'])],
+  ]),
+  viewNames: new Map([
+    [VIEW, 'public.patient_view'],
+    [VIEW + 1, 'public.patient_names'],
+  ]),
+  viewColumns: new Map([
+    [
+      VIEW + 1,
+      new Map([
+        [1, { name: 'id', keys: new Set<string>(), direct: true }],
+        [2, { name: 'ssn', keys: new Set(['public.patients.ssn']), direct: true }],
+        [3, { name: 'lower', keys: new Set(['public.patients.ssn']), direct: false }],
+      ]),
+    ],
+  ]),
   tables: new Map([
     [
       'public.patients',
@@ -139,6 +155,17 @@ describe('column plans', () => {
       { name: 'dob', table: PATIENTS, attnum: 4 }, // in the catalog, but not masked for this session
     ]);
     expect(p.map((a) => a.kind)).toEqual(['mask', 'pass', 'pass']);
+  });
+
+  it('masks the columns of a resolved view by the base column behind each (computed ones are redacted)', () => {
+    const p = plan([
+      { name: 'id', table: VIEW + 1, attnum: 1 },
+      { name: 'ssn', table: VIEW + 1, attnum: 2 },
+      { name: 'lower', table: VIEW + 1, attnum: 3 },
+    ]);
+    expect(p[0].kind).toBe('pass');
+    expect(p[1]).toMatchObject({ kind: 'mask', rule: { fn: 'partial' } });
+    expect(p[2]).toEqual({ kind: 'mask', rule: REDACT });
   });
 
   it('redacts views over masked columns and relations newer than the catalog; nulls masked binary values', () => {

@@ -31,6 +31,7 @@ function facts(over: Partial<StatementFacts> & { kind?: StatementKind }): Statem
     guard: NO_GUARD,
     setting: null,
     copyOut: null,
+    outputs: null,
     location: 0,
     length: 0,
     ...over,
