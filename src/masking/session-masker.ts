@@ -24,8 +24,10 @@ interface Prepared {
   readonly masker: RowMasker;
   /** Columns the kernel passes through and this module rewrites: hash tokens and masks inside JSON documents. */
   readonly rewrites: ReadonlyMap<number, (value: Buffer) => Buffer | null>;
-  /** Columns masked by a rule (not passed, not left to detection): the masked-fields metric. */
-  readonly maskedColumns: number;
+  /** The rule (config entry) of each column masked by one: the masked-fields metric. */
+  readonly ruleOfColumn: ReadonlyArray<string | null>;
+  /** Columns left to the content detectors: counted when the detectors masked them. */
+  readonly detectColumns: readonly number[];
 }
 
 export class SessionMasker {
@@ -61,8 +63,9 @@ export class SessionMasker {
       ? this.forDescription(desc, masks, expressionsReadMasked)
       : this.forUnknown(row.readInt16BE(5));
     if (p.masker.plan.untouched && p.rewrites.size === 0) return row;
-    stats.maskedFields += p.maskedColumns;
+    countRules(p.ruleOfColumn, row);
     const out = p.masker.plan.untouched ? row : p.masker.mask(row);
+    if (p.detectColumns.length > 0) countDetections(p.detectColumns, row, out);
     return p.rewrites.size > 0 ? rewriteColumns(out, p.rewrites) : out;
   }
 
@@ -108,11 +111,15 @@ export class SessionMasker {
     expressionsReadMasked: boolean,
   ): Prepared {
     const rewrites = new Map<number, (value: Buffer) => Buffer | null>();
-    let maskedColumns = 0;
+    const ruleOfColumn: Array<string | null> = actions.map(() => null);
+    const detectColumns: number[] = [];
     const specs = actions.map((a, i): MaskColumnSpec => {
       if (a.kind === 'pass') return { action: MaskAction.Pass };
-      if (a.kind === 'detect') return { action: MaskAction.Detect };
-      maskedColumns++;
+      if (a.kind === 'detect') {
+        detectColumns.push(i);
+        return { action: MaskAction.Detect };
+      }
+      ruleOfColumn[i] = a.rule?.source ?? 'binary value';
       if (a.kind === 'null') return { action: MaskAction.Null };
       const r = a.rule;
       switch (r.fn) {
@@ -152,8 +159,39 @@ export class SessionMasker {
       }
     });
     const masker = createRowMasker(buildMaskPlan(specs, this.redaction), this.impl);
-    return { masks, expressionsReadMasked, masker, rewrites, maskedColumns };
+    return { masks, expressionsReadMasked, masker, rewrites, ruleOfColumn, detectColumns };
   }
+}
+
+/** Counts the non-NULL values each rule masks in one row. */
+function countRules(ruleOfColumn: ReadonlyArray<string | null>, row: Buffer): void {
+  let at = 7;
+  const count = Math.min(row.readInt16BE(5), ruleOfColumn.length);
+  for (let i = 0; i < count; i++) {
+    const len = row.readInt32BE(at);
+    const rule = ruleOfColumn[i];
+    if (rule !== null && len >= 0) {
+      stats.maskedFields++;
+      stats.maskedByRule[rule] = (stats.maskedByRule[rule] ?? 0) + 1;
+    }
+    at += 4 + Math.max(0, len);
+  }
+}
+
+/** Counts the detect columns whose value the kernel changed (the detectors found PHI in it). */
+function countDetections(columns: readonly number[], before: Buffer, after: Buffer): void {
+  for (const i of columns) {
+    const a = columnValue(before, i);
+    const b = columnValue(after, i);
+    if (a !== null && (b === null || !a.equals(b))) stats.detectedFields++;
+  }
+}
+
+function columnValue(row: Buffer, index: number): Buffer | null {
+  let at = 7;
+  for (let i = 0; i < index; i++) at += 4 + Math.max(0, row.readInt32BE(at));
+  const len = row.readInt32BE(at);
+  return len < 0 ? null : row.subarray(at + 4, at + 4 + len);
 }
 
 /**

@@ -19,6 +19,8 @@ export function sumSnapshots(snapshots: readonly StatsSnapshot[], base?: StatsSn
     }
     s.durationBuckets.forEach((n, i) => (out.durationBuckets[i] += n));
     for (const r of AUTH_FAILURE_REASONS) out.authFailures[r] += s.authFailures[r];
+    for (const [rule, n] of Object.entries(s.maskedByRule))
+      out.maskedByRule[rule] = (out.maskedByRule[rule] ?? 0) + n;
   }
   return out;
 }
@@ -55,6 +57,8 @@ export function emptySnapshot(): StatsSnapshot {
     lockouts: 0,
     addressRefusals: 0,
     maskedFields: 0,
+    maskedByRule: {},
+    detectedFields: 0,
     maskedPredicateRefusals: 0,
   };
 }
@@ -185,13 +189,27 @@ export class MetricsExposition {
       'Connections refused by address rules (deny_cidrs, user cidrs, PROXY sources)',
       (s) => s.addressRefusals,
     );
-    counter('pgwarden_masked_fields_total', 'Result values replaced by a mask', (s) => s.maskedFields);
+    counter(
+      'pgwarden_masked_detected_fields_total',
+      'Values with no masking rule of their own masked by the content detectors',
+      (s) => s.detectedFields,
+    );
     counter(
       'pgwarden_masked_predicate_refusals_total',
       'Statements refused for using a masked column in a predicate',
       (s) => s.maskedPredicateRefusals,
     );
     const latest = () => this.latest;
+    new client.Counter({
+      name: 'pgwarden_masked_fields_total',
+      help: 'Result values replaced by a mask, by the rule that masked them',
+      labelNames: ['rule'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [rule, n] of Object.entries(latest().maskedByRule)) this.labels(rule).inc(n);
+      },
+    });
     new client.Counter({
       name: 'pgwarden_auth_failures_total',
       help: 'Failed client authentications by reason',

@@ -46,6 +46,9 @@ export interface StatsSnapshot {
   lockouts: number;
   addressRefusals: number;
   maskedFields: number;
+  /** Masked values by the config rule that masked them (bounded by the config's rules). */
+  maskedByRule: Record<string, number>;
+  detectedFields: number;
   maskedPredicateRefusals: number;
 }
 
@@ -92,6 +95,10 @@ export class WorkerStats {
   addressRefusals = 0;
   /** Result values replaced by a mask (configured, unknown origin, or derived from a masked column). */
   maskedFields = 0;
+  /** Masked values by rule (keys: config entries such as roles.analyst.masks["public.patients.ssn"]). */
+  readonly maskedByRule: Record<string, number> = {};
+  /** Values with no rule of their own that the content detectors masked. */
+  detectedFields = 0;
   /** Statements refused for using a masked column in a predicate. */
   maskedPredicateRefusals = 0;
 
@@ -137,6 +144,8 @@ export class WorkerStats {
       lockouts: this.lockouts,
       addressRefusals: this.addressRefusals,
       maskedFields: this.maskedFields,
+      maskedByRule: { ...this.maskedByRule },
+      detectedFields: this.detectedFields,
       maskedPredicateRefusals: this.maskedPredicateRefusals,
     };
   }

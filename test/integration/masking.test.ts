@@ -16,7 +16,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { generateScramVerifier } from '../../src/auth/scram-verifier.js';
 import type { PgwardenProcess } from '../harness/pgwarden.js';
-import { startProxy } from './support.js';
+import { metric, startProxy } from './support.js';
 
 // ---- who -------------------------------------------------------------------------------------------------------
 
@@ -1007,6 +1007,17 @@ describe('PHI masking through pgwarden', () => {
         describeOutcome(wrong).replace(/\d+ row/, 'n row'),
       );
     });
+  });
+
+  it('counts masked values by rule, content detections and refused masked predicates in /metrics', async () => {
+    // The corpus above ran first (vitest runs a file's tests in order).
+    expect(await metric(proxy, 'pgwarden_masked_fields_total')).toBeGreaterThan(0);
+    expect(await metric(proxy, 'pgwarden_masked_detected_fields_total')).toBeGreaterThan(0);
+    expect(await metric(proxy, 'pgwarden_masked_predicate_refusals_total')).toBeGreaterThan(0);
+    const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+    expect(text).toMatch(
+      /pgwarden_masked_fields_total\{rule="roles\.analyst\.masks\[\\"public\.mk_patients\.ssn\\"\]"\} [1-9]/,
+    );
   });
 
   describe('doctor (unmasked): the same statements return the real values', () => {
