@@ -23,6 +23,7 @@ const ROLE = compileRole('clinician', {
   admin: false,
   require_where: true,
   allow_masked_predicates: false,
+  safe_harbor: false,
   statements: ['select', 'insert', 'update', 'transaction'],
   tables: { allow: ['public.*'], deny: ['public.audit_*'] },
   columns: { deny: ['public.patients.ssn'] },

@@ -921,6 +921,13 @@ const RoleSchema = Type.Object(
         },
       ),
     ),
+    safe_harbor: filled(
+      Type.Boolean({
+        default: false,
+        description:
+          'HIPAA Safe Harbor preset: every text column that no mask covers goes through the content detectors (SSN, phone, e-mail, card numbers, dates, ZIP codes), not only expressions.',
+      }),
+    ),
     subject_column: Type.Optional(
       annotate(
         Type.String({

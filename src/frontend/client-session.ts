@@ -688,7 +688,7 @@ export class ClientSession implements ServerOwner {
     ];
     return possible.some((name) => {
       const role = rt.policy.roles.get(name);
-      return role !== undefined && (role.masks.length > 0 || role.subjectColumn !== null);
+      return role !== undefined && (role.masks.length > 0 || role.subjectColumn !== null || role.safeHarbor);
     });
   }
 
@@ -1009,9 +1009,10 @@ export class ClientSession implements ServerOwner {
     const roles = this.gate!.policy.roles(this.ctx.runtime.policy);
     if (roles.subjectColumns.size > 0) this.accountSubjects(code, msg, desc, roles.subjectColumns);
     const masks = roles.masks;
-    if (masks.size === 0) return msg;
+    if (masks.size === 0 && !roles.safeHarbor) return msg;
     const expressionsReadMasked = this.gate!.readsMaskedLater || this.doneRoundTrips < this.maskedReadsUntil;
-    if (code === BackendCode.DataRow) return this.masker!.mask(msg, desc, masks, expressionsReadMasked);
+    if (code === BackendCode.DataRow)
+      return this.masker!.mask(msg, desc, masks, expressionsReadMasked, roles.safeHarbor);
     if (code === BackendCode.CopyOutResponse) this.startCopyOut(msg);
     else if (code === BackendCode.CopyData && this.copyOut) return this.maskCopyRow(msg, masks);
     else if (code === BackendCode.CopyDone || code === BackendCode.ReadyForQuery) this.copyOut = null;
@@ -1124,7 +1125,15 @@ export class ClientSession implements ServerOwner {
         values.map((_, i) => ({ name: `column${i + 1}`, tableOid: 0, attnum: 0, typeOid: 25, format: 0 }));
       copy.desc = desc;
     }
-    const masked = dataRowToValues(this.masker!.mask(valuesToDataRow(values), desc, masks, copy.readsMasked));
+    const masked = dataRowToValues(
+      this.masker!.mask(
+        valuesToDataRow(values),
+        desc,
+        masks,
+        copy.readsMasked,
+        this.gate!.policy.roles(this.ctx.runtime.policy).safeHarbor,
+      ),
+    );
     const line = copy.format === 'csv' ? formatCopyCsv(masked) : formatCopyText(masked);
     const out = Buffer.allocUnsafe(5 + line.length);
     out[0] = BackendCode.CopyData;

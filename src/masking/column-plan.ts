@@ -39,13 +39,18 @@ export interface PlanContext {
   readonly masks: ReadonlyMap<string, MaskRule>;
   /** A statement in flight reads a masked column: expressions (no origin) are masked, not only detected. */
   readonly expressionsReadMasked: boolean;
+  /** Safe Harbor preset: table columns no mask covers go through the content detectors too. */
+  readonly safeHarbor?: boolean;
 }
 
 export function planColumns(desc: ResultDescription, ctx: PlanContext): ColumnAction[] {
   return desc.map((field) => {
     const rule = ruleFor(field.tableOid, field.attnum, ctx);
     if (rule === null) {
-      if (field.tableOid !== 0) return PASS;
+      if (field.tableOid !== 0) {
+        if (!ctx.safeHarbor) return PASS;
+        return field.format === 0 || TEXT_LIKE_TYPES.has(field.typeOid) ? DETECT : PASS;
+      }
       if (ctx.expressionsReadMasked) return masked(REDACT, field.format, field.typeOid);
       if (field.format === 0) return DETECT;
       return BINARY_CLEAN_TYPES.has(field.typeOid) ? PASS : { kind: 'null', rule: null };

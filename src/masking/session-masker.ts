@@ -20,6 +20,7 @@ import type { ResultDescription } from './result-tracker.js';
 
 interface Prepared {
   readonly masks: ReadonlyMap<string, MaskRule>;
+  readonly safeHarbor?: boolean;
   readonly expressionsReadMasked: boolean;
   readonly masker: RowMasker;
   /** Columns the kernel passes through and this module rewrites: hash tokens and masks inside JSON documents. */
@@ -58,9 +59,10 @@ export class SessionMasker {
     desc: ResultDescription | null,
     masks: ReadonlyMap<string, MaskRule>,
     expressionsReadMasked: boolean,
+    safeHarbor = false,
   ): Buffer {
     const p = desc
-      ? this.forDescription(desc, masks, expressionsReadMasked)
+      ? this.forDescription(desc, masks, expressionsReadMasked, safeHarbor)
       : this.forUnknown(row.readInt16BE(5));
     if (p.masker.plan.untouched && p.rewrites.size === 0) return row;
     countRules(p.ruleOfColumn, row);
@@ -73,11 +75,18 @@ export class SessionMasker {
     desc: ResultDescription,
     masks: ReadonlyMap<string, MaskRule>,
     expressionsReadMasked: boolean,
+    safeHarbor: boolean,
   ): Prepared {
     const seen = this.prepared.get(desc);
-    if (seen && seen.masks === masks && seen.expressionsReadMasked === expressionsReadMasked) return seen;
-    const actions = planColumns(desc, { catalog: this.catalog, masks, expressionsReadMasked });
-    const p = this.prepare(actions, masks, expressionsReadMasked);
+    if (
+      seen &&
+      seen.masks === masks &&
+      seen.expressionsReadMasked === expressionsReadMasked &&
+      seen.safeHarbor === safeHarbor
+    )
+      return seen;
+    const actions = planColumns(desc, { catalog: this.catalog, masks, expressionsReadMasked, safeHarbor });
+    const p = { ...this.prepare(actions, masks, expressionsReadMasked), safeHarbor };
     if (this.onPlan) {
       const decided = actions.flatMap((a, i) =>
         a.kind === 'mask' || a.kind === 'null'

@@ -206,6 +206,7 @@ export interface CompiledRole {
   readonly allowMaskedPredicates: boolean;
   /** subject_column as schema.table.column, or null. */
   readonly subjectColumn: string | null;
+  readonly safeHarbor: boolean;
   readonly functionAllow: Globs | null;
   readonly functionDeny: Globs | null;
   readonly requireWhere: boolean;
@@ -248,6 +249,7 @@ export function compileRole(name: string, c: RoleConfig): CompiledRole {
     })),
     allowMaskedPredicates: c.allow_masked_predicates,
     subjectColumn: c.subject_column ?? null,
+    safeHarbor: c.safe_harbor,
     restrictsNames:
       c.tables !== undefined ||
       columnDeny.length > 0 ||
@@ -274,6 +276,8 @@ export class RoleSet {
   readonly masks: ReadonlyMap<string, MaskRule>;
   /** Subject columns whose returned values are accounted for in the audit trail. */
   readonly subjectColumns: ReadonlySet<string>;
+  /** Safe Harbor preset: unmasked text columns go through the content detectors too. */
+  readonly safeHarbor: boolean;
   private readonly maskRules: readonly MaskColumnRule[];
   private readonly maskedPredicatesAllowed: boolean;
 
@@ -293,6 +297,7 @@ export class RoleSet {
     }
     this.maskRules = [...masks.values()];
     this.subjectColumns = new Set(roles.flatMap((r) => (r.subjectColumn ? [r.subjectColumn] : [])));
+    this.safeHarbor = roles.some((r) => r.safeHarbor);
     this.masks = new Map([...masks].map(([key, m]) => [key, m.mask]));
     this.maskedPredicatesAllowed = roles.every((r) => r.masks.length === 0 || r.allowMaskedPredicates);
     this.admin = roles.some((r) => r.admin);

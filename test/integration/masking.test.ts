@@ -24,6 +24,7 @@ import { metric, startProxy } from './support.js';
 const PASSWORDS = {
   analyst: 'mk-analyst-pw',
   doctor: 'mk-doctor-pw',
+  harbor: 'mk-harbor-pw',
 } as const;
 
 type MaskUser = keyof typeof PASSWORDS;
@@ -907,6 +908,7 @@ function verifiers(): Record<MaskUser, string> {
   return {
     analyst: generateScramVerifier(PASSWORDS.analyst, { iterations: 4096 }),
     doctor: generateScramVerifier(PASSWORDS.doctor, { iterations: 4096 }),
+    harbor: generateScramVerifier(PASSWORDS.harbor, { iterations: 4096 }),
   };
 }
 
@@ -960,8 +962,9 @@ describe('PHI masking through pgwarden', () => {
       users: {
         analyst: { password: verifier.analyst, roles: ['analyst'] },
         doctor: { password: verifier.doctor, roles: ['doctor'] },
+        harbor: { password: verifier.harbor, roles: ['harbor'] },
       },
-      roles: ROLES,
+      roles: { ...ROLES, harbor: { statements: STATEMENTS, tables: TABLES, safe_harbor: true } },
       masking: { hash_key_file: keyFile },
     });
   });
@@ -1181,6 +1184,27 @@ describe('PHI masking through pgwarden', () => {
       expect(analyst.stdout.split('\n')[0]).toBe(
         `1\t***-**-${FIRST.ssn.slice(-4)}\t${FIRST.dob.slice(0, 4)}-01-01`,
       );
+    });
+  });
+
+  describe('the Safe Harbor preset (safe_harbor: true, no masks)', () => {
+    it('redacts identifiers the content detectors recognise in any column; other values pass', async () => {
+      const outcome = await withSession('harbor', (s) =>
+        s.simple(`select id, ssn, email, phone, zip, dob, diagnosis from mk_patients ${P1}`),
+      );
+      expect(outcome.ok).toBe(true);
+      if (!outcome.ok) return;
+      const row = outcome.rows[0] as Record<string, unknown>;
+      expect(row).toMatchObject({
+        id: 1,
+        ssn: '***',
+        email: '***',
+        phone: '***',
+        zip: '***',
+        diagnosis: FIRST.diagnosis,
+      });
+      expect(JSON.stringify(row)).not.toContain(FIRST.ssn);
+      expect(JSON.stringify(row)).not.toContain(FIRST.dob);
     });
   });
 

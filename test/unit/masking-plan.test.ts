@@ -176,6 +176,20 @@ describe('column plans', () => {
     expect(plan([{ name: 'ssn', table: PATIENTS, attnum: 3, type: 1082, format: 1 }])[0].kind).toBe('null');
   });
 
+  it('with the Safe Harbor preset, sends table columns no mask covers through the detectors', () => {
+    const p = planColumns(
+      decodeRowDescription(
+        rowDescription([
+          { name: 'id', table: PATIENTS, attnum: 1 },
+          { name: 'ssn', table: PATIENTS, attnum: 3 },
+          { name: 'n', table: PATIENTS, attnum: 9, type: 20, format: 1 },
+        ]),
+      ),
+      { catalog, masks, expressionsReadMasked: false, safeHarbor: true },
+    );
+    expect(p.map((a) => a.kind)).toEqual(['detect', 'mask', 'pass']);
+  });
+
   it('detects on expressions, and redacts them when the statement reads a masked column', () => {
     expect(plan([{ name: 'lower', table: 0, attnum: 0 }])[0].kind).toBe('detect');
     expect(plan([{ name: 'lower', table: 0, attnum: 0 }], true)[0]).toEqual({ kind: 'mask', rule: REDACT });

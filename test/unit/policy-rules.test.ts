@@ -50,6 +50,7 @@ function role(name: string, c: Partial<RoleConfig>) {
     admin: false,
     require_where: true,
     allow_masked_predicates: false,
+    safe_harbor: false,
     ...c,
   } as RoleConfig);
 }
