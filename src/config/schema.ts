@@ -1145,6 +1145,21 @@ export const ConfigSchema = Type.Object(
                 description: 'Text that replaces a redacted value.',
               }),
             ),
+            mrn_formats: filled(
+              Type.Array(
+                Type.String({
+                  pattern: '^[^\\s]*#[^\\s]*$',
+                  maxLength: 64,
+                  description:
+                    'A medical record number format: # is a digit, @ a letter, anything else itself.',
+                }),
+                {
+                  default: [],
+                  description:
+                    "Medical record number formats the content detectors also recognise, e.g. 'MRN-######' or '@@#######'.",
+                },
+              ),
+            ),
             hash_key_file: Type.Optional(
               secretFile(
                 'Key (at least 32 bytes) of the keyed HMAC-SHA-256 behind the hash mask; required when a role uses hash.',

@@ -562,6 +562,7 @@ export class ClientSession implements ServerOwner {
           rt.policy.hashKey,
           rt.framing,
           audit ? (columns) => audit.maskingDecision(columns) : null,
+          rt.policy.mrnPattern,
         );
         this.tracker = new ResultTracker();
       } catch (e) {

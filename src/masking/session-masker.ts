@@ -42,6 +42,8 @@ export class SessionMasker {
     private readonly impl: MaskerImpl,
     /** Told once per result description which columns are masked and by which rule (for the audit trail). */
     private readonly onPlan: ((columns: Array<{ column: string; rule: string }>) => void) | null = null,
+    /** Medical record numbers (masking.mrn_formats): the detectors' configurable part, checked here. */
+    private readonly mrnPattern: RegExp | null = null,
   ) {}
 
   /** The name of a result column for records: schema.table.column when its origin is known. */
@@ -126,6 +128,16 @@ export class SessionMasker {
       if (a.kind === 'pass') return { action: MaskAction.Pass };
       if (a.kind === 'detect') {
         detectColumns.push(i);
+        const mrn = this.mrnPattern;
+        if (mrn !== null) {
+          // After the kernel: a value it let through is redacted when it holds a configured MRN format.
+          const redaction = Buffer.from(this.redaction);
+          rewrites.set(i, (v) => {
+            if (!mrn.test(v.toString('utf8'))) return v;
+            stats.detectedFields++;
+            return redaction;
+          });
+        }
         return { action: MaskAction.Detect };
       }
       ruleOfColumn[i] = a.rule?.source ?? 'binary value';

@@ -38,6 +38,8 @@ export interface PolicyRuntime {
   readonly catalogColumns: readonly ColumnKey[];
   /** masking.redaction */
   readonly redaction: string;
+  /** masking.mrn_formats as one pattern; null when none is configured. */
+  readonly mrnPattern: RegExp | null;
   /** masking.hash_key: the HMAC key of the hash mask; null when none is configured. */
   readonly hashKey: Buffer | null;
 }
@@ -65,12 +67,26 @@ export function buildPolicyRuntime(config: PgwardenConfig): PolicyRuntime {
       ]),
     ),
     redaction: config.masking.redaction,
+    mrnPattern: mrnPatternOf(config.masking.mrn_formats),
     hashKey: config.masking.hash_key === undefined ? null : hashKeyOf(config.masking.hash_key),
     lockout:
       lockout.max_failures > 0
         ? { maxFailures: lockout.max_failures, windowMs: lockout.window, cooldownMs: lockout.cooldown }
         : null,
   };
+}
+
+/**
+ * MRN formats as one expression: `#` a digit, `@` a letter, anything else itself, standing alone (not inside a
+ * longer run of letters and digits). Built from fixed pieces only, so no format can make it backtrack badly.
+ */
+export function mrnPatternOf(formats: readonly string[]): RegExp | null {
+  if (formats.length === 0) return null;
+  const one = (f: string) =>
+    [...f]
+      .map((c) => (c === '#' ? '[0-9]' : c === '@' ? '[A-Za-z]' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+      .join('');
+  return new RegExp(`(?<![0-9A-Za-z])(?:${formats.map(one).join('|')})(?![0-9A-Za-z])`);
 }
 
 function uniqueColumns(masks: ColumnKey[]): ColumnKey[] {

@@ -10,6 +10,7 @@ import {
   ResultTracker,
 } from '../../src/masking/result-tracker.js';
 import { SessionMasker } from '../../src/masking/session-masker.js';
+import { mrnPatternOf } from '../../src/policy/policy-runtime.js';
 import { BackendCode } from '../../src/protocol/codes.js';
 
 function tagged(code: string, body: Buffer): Buffer {
@@ -290,4 +291,26 @@ describe('SessionMasker', () => {
       expect(rowValues(masker.mask(dataRow(['1', 'x']), null, masks, false))).toEqual(['***', '***']);
     });
   }
+});
+
+describe('MRN formats (masking.mrn_formats)', () => {
+  it('compile # to a digit and @ to a letter, matching whole tokens only', () => {
+    const p = mrnPatternOf(['MRN-######', '@@#####'])!;
+    expect(p.test('seen as MRN-004213 today')).toBe(true);
+    expect(p.test('AB12345')).toBe(true);
+    expect(p.test('XMRN-004213')).toBe(false);
+    expect(p.test('MRN-0042131')).toBe(false);
+    expect(p.test('MRN.004213')).toBe(false); // the dash is literal
+    expect(mrnPatternOf([])).toBeNull();
+  });
+
+  it('redact expression values that hold one, after the kernel', () => {
+    const masker = new SessionMasker(catalog, '***', null, 'typescript', null, mrnPatternOf(['MRN-######']));
+    const desc = decodeRowDescription(rowDescription([{ name: 'note', table: 0, attnum: 0 }]));
+    const masks = new Map([['public.patients.ssn', parseMaskFunction('redact', 'ssn')]]);
+    expect(rowValues(masker.mask(dataRow(['chart MRN-004213']), desc, masks, false))).toEqual(['***']);
+    expect(rowValues(masker.mask(dataRow(['chart MRN-4213']), desc, masks, false))).toEqual([
+      'chart MRN-4213',
+    ]);
+  });
 });
