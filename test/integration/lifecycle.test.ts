@@ -73,7 +73,13 @@ describe('lifecycle', () => {
   }
 
   it('replaces a worker that dies while the other worker keeps its clients', async () => {
-    proxy = await startProxy({ workers: 2 }, { env: { PGWARDEN_DEBUG_ENDPOINTS: '1' } });
+    // SO_REUSEPORT may hash most of the (up to 60) connections below to one worker: each worker's share of the
+    // pool must hold them all, or a client waits for a server connection past the startup timeout.
+    const config = baseConfig({ workers: 2 }) as { databases: { ehr: { pool: { size: number } } } };
+    config.databases.ehr.pool.size = 120;
+    proxy = await startPgwarden(config as Record<string, unknown>, {
+      env: { ...UPSTREAM_ENV, PGWARDEN_DEBUG_ENDPOINTS: '1' },
+    });
     const p = proxy;
     const byWorker: pg.Client[][] = [[], []];
     const failures = new Map<pg.Client, PgError[]>();
