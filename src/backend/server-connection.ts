@@ -14,7 +14,7 @@ import {
   decodeSASLMechanisms,
 } from '../protocol/decode.js';
 import { createFramer } from '../protocol/framing.js';
-import { MessageStream, Want, wantTable } from '../protocol/message-stream.js';
+import { MessageStream, Want, wantAll, wantTable } from '../protocol/message-stream.js';
 import * as writer from '../protocol/writer.js';
 import { md5PasswordResponse } from '../auth/md5.js';
 import { ScramClientSession } from '../auth/scram-client.js';
@@ -56,7 +56,7 @@ const STREAM_WANTS = wantTable([
 ]);
 
 /** For a rewriting owner: every message, whole. */
-const ALL_WANTS = wantTable(Array.from({ length: 256 }, (_, i) => [i, Want.Bytes] as const));
+const ALL_WANTS = wantAll(Want.Bytes);
 
 /** For an audited session: also each statement's outcome. */
 const OUTCOME_WANTS = wantTable([
@@ -148,7 +148,7 @@ export class ServerConnection {
         finish(new UpstreamStartupError('the server closed the connection during login', 'connect'));
       const loginStream = new MessageStream(
         createFramer({ startup: false, maxMessageSize: 1 << 20, maxStartupSize: 10000 }, settings.framing),
-        wantTable(Array.from({ length: 256 }, (_, i) => [i, Want.Bytes] as const)),
+        ALL_WANTS,
         (code, _s, _e, msg) => {
           try {
             handle(code, msg!);

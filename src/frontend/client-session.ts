@@ -18,6 +18,8 @@ import {
   decodeCancel,
   decodeClose,
   decodeCommandComplete,
+  dataRowValue,
+  decodeDataRow,
   decodeErrorFields,
   decodeExecute,
   decodeParameterStatus,
@@ -34,6 +36,7 @@ import {
   atMessageBoundary,
   MessageStream,
   Want,
+  wantAll,
   wantTable,
 } from '../protocol/message-stream.js';
 import * as writer from '../protocol/writer.js';
@@ -58,21 +61,14 @@ import {
   type ResultDescription,
   type ResultField,
 } from '../masking/result-tracker.js';
-import {
-  dataRowToValues,
-  formatCopyCsv,
-  formatCopyText,
-  parseCopyCsv,
-  parseCopyText,
-  valuesToDataRow,
-} from '../masking/copy-rows.js';
+import { formatCopyCsv, formatCopyText, parseCopyCsv, parseCopyText } from '../masking/copy-rows.js';
 import type { DatabaseEntry, UserEntry } from './runtime.js';
 import type { WorkerContext } from './worker-context.js';
 
 type Phase = 'startup' | 'auth' | 'connecting' | 'active' | 'closed';
 
 /** Startup: every message is needed whole. */
-const ALL_BYTES = wantTable(Array.from({ length: 256 }, (_, i) => [i, Want.Bytes] as const));
+const ALL_BYTES = wantAll(Want.Bytes);
 
 /** Authentication: SASL responses whole; any other code is refused on its type byte alone, as PostgreSQL does. */
 const AUTH_WANTS = wantTable(
@@ -1126,9 +1122,9 @@ export class ClientSession implements ServerOwner {
         values.map((_, i) => ({ name: `column${i + 1}`, tableOid: 0, attnum: 0, typeOid: 25, format: 0 }));
       copy.desc = desc;
     }
-    const masked = dataRowToValues(
+    const masked = decodeDataRow(
       this.masker!.mask(
-        valuesToDataRow(values),
+        writer.dataRow(values),
         desc,
         masks,
         copy.readsMasked,
@@ -1332,20 +1328,6 @@ const NO_VIEW_COLUMNS: readonly MaskedViewColumn[] = [];
 
 /** Distinct subjects recorded per statement; beyond it the record says it was cut. */
 const MAX_SUBJECTS_PER_STATEMENT = 10_000;
-
-/** The bytes of column `index` of a DataRow, or null for NULL (or a malformed row). */
-function dataRowValue(row: Buffer, index: number): Buffer | null {
-  let at = 7;
-  const count = row.readInt16BE(5);
-  if (index >= count) return null;
-  for (let i = 0; i < index; i++) {
-    const len = row.readInt32BE(at);
-    at += 4 + Math.max(0, len);
-  }
-  const len = row.readInt32BE(at);
-  if (len < 0 || at + 4 + len > row.length) return null;
-  return row.subarray(at + 4, at + 4 + len);
-}
 
 /** ErrorResponse / NoticeResponse fields a masked session may see: nothing that quotes data. */
 const SAFE_ERROR_FIELDS = new Set(['S', 'V', 'C', 'M', 'P', 'F', 'L', 'R'].map((c) => c.charCodeAt(0)));

@@ -194,39 +194,6 @@ export function formatCopyCsv(values: CopyValues): Buffer {
   return Buffer.concat(parts);
 }
 
-/** Values as a DataRow message (for the masking kernel). */
-export function valuesToDataRow(values: CopyValues): Buffer {
-  const size = 7 + values.reduce((n, v) => n + 4 + (v === null ? 0 : v.length), 0);
-  const row = Buffer.allocUnsafe(size);
-  row[0] = 0x44;
-  row.writeInt32BE(size - 1, 1);
-  row.writeInt16BE(values.length, 5);
-  let at = 7;
-  for (const v of values) {
-    row.writeInt32BE(v === null ? -1 : v.length, at);
-    at += 4;
-    if (v !== null) {
-      v.copy(row, at);
-      at += v.length;
-    }
-  }
-  return row;
-}
-
-/** A DataRow message's values. */
-export function dataRowToValues(row: Buffer): CopyValues {
-  const count = row.readInt16BE(5);
-  const values: CopyValues = [];
-  let at = 7;
-  for (let i = 0; i < count; i++) {
-    const len = row.readInt32BE(at);
-    at += 4;
-    values.push(len < 0 ? null : row.subarray(at, at + len));
-    at += Math.max(0, len);
-  }
-  return values;
-}
-
 function isHex(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
 }

@@ -7,6 +7,8 @@
 
 import { buildMaskPlan, MaskAction, maskDataRowTs, type MaskColumnSpec } from './kernel.js';
 import type { MaskRule } from './mask-spec.js';
+import { dataRowValue } from '../protocol/decode.js';
+import { dataRow } from '../protocol/writer.js';
 
 type Step =
   | { readonly kind: 'key'; readonly key: string }
@@ -145,14 +147,7 @@ function maskText(text: string, rule: MaskRule, redaction: string): string {
       : rule.fn === 'fixed'
         ? { action: MaskAction.Fixed, fixed: rule.fixed }
         : { action: action as MaskColumnSpec['action'] };
-  const value = Buffer.from(text, 'utf8');
-  const row = Buffer.alloc(11 + value.length);
-  row[0] = 0x44;
-  row.writeInt32BE(10 + value.length, 1);
-  row.writeInt16BE(1, 5);
-  row.writeInt32BE(value.length, 7);
-  value.copy(row, 11);
-  const out = maskDataRowTs(row, buildMaskPlan([spec], redaction));
-  const len = out.readInt32BE(7);
-  return len < 0 ? redaction : out.toString('utf8', 11, 11 + len);
+  const out = maskDataRowTs(dataRow([Buffer.from(text, 'utf8')]), buildMaskPlan([spec], redaction));
+  const value = dataRowValue(out, 0);
+  return value === null ? redaction : value.toString('utf8');
 }

@@ -7,7 +7,7 @@
 
 import type { ServerConnection, ServerOwner } from '../backend/server-connection.js';
 import { BackendCode } from '../protocol/codes.js';
-import { decodeErrorFields } from '../protocol/decode.js';
+import { decodeDataRow, decodeErrorFields } from '../protocol/decode.js';
 import * as writer from '../protocol/writer.js';
 import type { ColumnKey } from './mask-spec.js';
 import type { ColumnRef, RelationRef } from '../policy/facts.js';
@@ -311,7 +311,8 @@ function runQuery(
       serverReady: () => undefined,
       serverClosed: () => finish(new Error('the server closed the connection during a catalog query')),
       serverMessage: (code, msg) => {
-        if (code === BackendCode.DataRow) rows.push(decodeTextRow(msg));
+        if (code === BackendCode.DataRow)
+          rows.push(decodeDataRow(msg).map((v) => (v === null ? null : v.toString('utf8'))));
         else if (code === BackendCode.ErrorResponse) {
           failure = new Error(`catalog query failed: SQLSTATE ${decodeErrorFields(msg).get('C') ?? '?'}`);
         } else if (code === BackendCode.ReadyForQuery) finish(failure);
@@ -322,20 +323,4 @@ function runQuery(
     server.attach(owner);
     server.socket.write(writer.query(sql));
   });
-}
-
-function decodeTextRow(msg: Buffer): Array<string | null> {
-  const count = msg.readInt16BE(5);
-  const values: Array<string | null> = [];
-  let at = 7;
-  for (let i = 0; i < count; i++) {
-    const len = msg.readInt32BE(at);
-    at += 4;
-    if (len < 0) values.push(null);
-    else {
-      values.push(msg.toString('utf8', at, at + len));
-      at += len;
-    }
-  }
-  return values;
 }

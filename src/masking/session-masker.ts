@@ -4,6 +4,7 @@
 
 import crypto from 'node:crypto';
 import { stats } from '../metrics/worker-stats.js';
+import { dataRowValue } from '../protocol/decode.js';
 import { planColumns, planUnknown, type ColumnAction } from './column-plan.js';
 import {
   buildMaskPlan,
@@ -202,17 +203,10 @@ function countRules(ruleOfColumn: ReadonlyArray<string | null>, row: Buffer): vo
 /** Counts the detect columns whose value the kernel changed (the detectors found PHI in it). */
 function countDetections(columns: readonly number[], before: Buffer, after: Buffer): void {
   for (const i of columns) {
-    const a = columnValue(before, i);
-    const b = columnValue(after, i);
+    const a = dataRowValue(before, i);
+    const b = dataRowValue(after, i);
     if (a !== null && (b === null || !a.equals(b))) stats.detectedFields++;
   }
-}
-
-function columnValue(row: Buffer, index: number): Buffer | null {
-  let at = 7;
-  for (let i = 0; i < index; i++) at += 4 + Math.max(0, row.readInt32BE(at));
-  const len = row.readInt32BE(at);
-  return len < 0 ? null : row.subarray(at + 4, at + 4 + len);
 }
 
 /**

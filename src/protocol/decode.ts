@@ -182,6 +182,29 @@ export function decodeClose(msg: Buffer): { kind: number; name: string } {
   return { kind, name: r.cstring() };
 }
 
+/** DataRow ('D'): the column values, null for NULL; views of the message, not copies. */
+export function decodeDataRow(msg: Buffer): Array<Buffer | null> {
+  const count = msg.readInt16BE(5);
+  const values: Array<Buffer | null> = [];
+  let at = 7;
+  for (let i = 0; i < count; i++) {
+    const len = msg.readInt32BE(at);
+    at += 4;
+    values.push(len < 0 ? null : msg.subarray(at, at + len));
+    at += Math.max(0, len);
+  }
+  return values;
+}
+
+/** DataRow: one column's value without decoding the others; null for NULL or a column past the end. */
+export function dataRowValue(msg: Buffer, index: number): Buffer | null {
+  if (index >= msg.readInt16BE(5)) return null;
+  let at = 7;
+  for (let i = 0; i < index; i++) at += 4 + Math.max(0, msg.readInt32BE(at));
+  const len = msg.readInt32BE(at);
+  return len < 0 ? null : msg.subarray(at + 4, at + 4 + len);
+}
+
 /** CommandComplete ('C'): the command tag, e.g. "SELECT 5", "INSERT 0 1". */
 export function decodeCommandComplete(msg: Buffer): string {
   return new Reader(msg, 5).cstring();

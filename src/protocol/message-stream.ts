@@ -114,6 +114,11 @@ export class MessageStream {
   }
 }
 
+/** A want-table with every code marked `want`. */
+export function wantAll(want: number): Uint8Array {
+  return new Uint8Array(256).fill(want);
+}
+
 /** A want-table with the given codes marked. */
 export function wantTable(entries: ReadonlyArray<readonly [number, number]>): Uint8Array {
   const t = new Uint8Array(256);

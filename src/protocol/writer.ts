@@ -107,6 +107,22 @@ export function query(text: string): Buffer {
   return tagged(0x51, Buffer.from(text + '\0', 'utf8'));
 }
 
+/** DataRow (backend 'D') of the given values, NULL for null. */
+export function dataRow(values: ReadonlyArray<Buffer | null>): Buffer {
+  const size = 7 + values.reduce((n, v) => n + 4 + (v === null ? 0 : v.length), 0);
+  const row = Buffer.allocUnsafe(size);
+  row[0] = 0x44;
+  row.writeInt32BE(size - 1, 1);
+  row.writeInt16BE(values.length, 5);
+  let at = 7;
+  for (const v of values) {
+    row.writeInt32BE(v === null ? -1 : v.length, at);
+    at += 4;
+    if (v !== null) at += v.copy(row, at);
+  }
+  return row;
+}
+
 /** Parse (frontend 'P') with no declared parameter types. */
 export function parse(name: string, text: string): Buffer {
   return tagged(0x50, Buffer.concat([Buffer.from(name + '\0' + text + '\0', 'utf8'), Buffer.from([0, 0])]));

@@ -2,14 +2,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  dataRowToValues,
   formatCopyCsv,
   formatCopyText,
   parseCopyCsv,
   parseCopyText,
-  valuesToDataRow,
   type CopyValues,
 } from '../../src/masking/copy-rows.js';
+import { decodeDataRow as dataRowToValues } from '../../src/protocol/decode.js';
+import { dataRow as valuesToDataRow } from '../../src/protocol/writer.js';
 
 const b = (s: string) => Buffer.from(s);
 const strings = (v: CopyValues) => v.map((x) => (x === null ? null : x.toString()));
