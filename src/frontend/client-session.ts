@@ -51,7 +51,7 @@ import {
 import { lockoutKeys } from '../auth/lockout.js';
 import { sendCancel } from '../backend/cancel.js';
 import { SessionPolicy } from '../policy/session-policy.js';
-import { statementTextRisk, type MaskedViewColumn } from '../policy/rules.js';
+import { statementTextRisk, type CompiledRole, type MaskedViewColumn } from '../policy/rules.js';
 import { SessionMasker } from '../masking/session-masker.js';
 import { maskedViewColumns } from '../masking/mask-catalog.js';
 import type { MaskRule } from '../masking/mask-spec.js';
@@ -621,12 +621,7 @@ export class ClientSession implements ServerOwner {
   private preparePolicy(database: string): PgwardenError | null {
     const rt = this.ctx.runtime;
     const user = this.user!;
-    const possible = [
-      ...user.roles,
-      ...(user.actorRoles ?? []),
-      ...(user.breakGlass ? [user.breakGlass.role] : []),
-    ];
-    const pinned = possible.some((name) => rt.policy.roles.get(name)?.restrictsNames === true);
+    const pinned = this.possibleRoles().some((role) => role.restrictsNames);
     for (const [name, value] of this.upstreamParams) {
       if (/pgwarden\./i.test(name) || (name === 'options' && /pgwarden\./i.test(value))) {
         return pgwError('PGW_ERR_PGWARDEN_SETTING', 'in the startup packet');
@@ -674,19 +669,21 @@ export class ClientSession implements ServerOwner {
   private maskedViewsFor: ReadonlyMap<string, MaskRule> | null = null;
   private maskedViewsCache: readonly MaskedViewColumn[] = [];
 
-  /** Whether any role this session could take on (its own, an actor's, break glass) masks columns. */
+  /** Whether any role this session could take on masks columns, accounts for subjects or detects PHI. */
   private maySeeMasks(): boolean {
-    const rt = this.ctx.runtime;
+    return this.possibleRoles().some((r) => r.masks.length > 0 || r.subjectColumn !== null || r.safeHarbor);
+  }
+
+  /** Every role this session could take on: its own, an actor's, its break-glass role. */
+  private possibleRoles(): CompiledRole[] {
     const user = this.user!;
-    const possible = [
+    const names = [
       ...user.roles,
       ...(user.actorRoles ?? []),
       ...(user.breakGlass ? [user.breakGlass.role] : []),
     ];
-    return possible.some((name) => {
-      const role = rt.policy.roles.get(name);
-      return role !== undefined && (role.masks.length > 0 || role.subjectColumn !== null || role.safeHarbor);
-    });
+    const roles = this.ctx.runtime.policy.roles;
+    return names.flatMap((name) => roles.get(name) ?? []);
   }
 
   private upstreamFailed(db: DatabaseEntry, e: unknown): void {

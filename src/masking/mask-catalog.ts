@@ -63,24 +63,23 @@ export async function loadMaskCatalog(
   const byKey = new Map<string, { oid: number; attnum: number }>();
   const maxOidRows = await runQuery(server, 'SELECT max(oid)::int8 FROM pg_catalog.pg_class', timeoutMs);
   const maxOid = Number(maxOidRows[0]?.[0] ?? 0);
+  // Every column of each table with a masked column: the masked ones by attribute number, all of them in order
+  // (COPY TO of the table names its columns by position).
+  const tables = new Map<string, { oid: number; columns: Array<{ attnum: number; name: string }> }>();
   if (masks.length > 0) {
-    const wanted = masks
-      .map((m) => `(${literal(m.schema)}, ${literal(m.table)}, ${literal(m.column)})`)
-      .join(', ');
-    const rows = await runQuery(
-      server,
-      `SELECT c.oid::int8, n.nspname, c.relname, a.attnum, a.attname
-         FROM pg_catalog.pg_class c
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        WHERE (n.nspname, c.relname, a.attname) IN (${wanted})`,
-      timeoutMs,
-    );
+    const maskKeys = new Set(masks.map((m) => `${m.schema}.${m.table}.${m.column}`));
+    const wanted = [...new Set(masks.map((m) => `(${literal(m.schema)}, ${literal(m.table)})`))].join(', ');
+    const rows = await relationColumns(server, `(n.nspname, c.relname) IN (${wanted})`, timeoutMs);
     for (const [oid, schema, table, attnum, column] of rows) {
-      const key = `${schema}.${table}.${column}`;
-      let table_ = columns.get(Number(oid));
-      if (!table_) columns.set(Number(oid), (table_ = new Map()));
-      table_.set(Number(attnum), key);
+      const name = `${schema}.${table}`;
+      let entry = tables.get(name);
+      if (!entry) tables.set(name, (entry = { oid: Number(oid), columns: [] }));
+      entry.columns.push({ attnum: Number(attnum), name: String(column) });
+      const key = `${name}.${column}`;
+      if (!maskKeys.has(key)) continue;
+      let masked = columns.get(Number(oid));
+      if (!masked) columns.set(Number(oid), (masked = new Map()));
+      masked.set(Number(attnum), key);
       byKey.set(key, { oid: Number(oid), attnum: Number(attnum) });
     }
   }
@@ -127,38 +126,10 @@ export async function loadMaskCatalog(
     }
     frontier = [...next].map(([oid, keys]) => ({ oid, attnum: 0, keys }));
   }
-  const tables = new Map<string, { oid: number; columns: Array<{ attnum: number; name: string }> }>();
-  if (columns.size > 0) {
-    const rows = await runQuery(
-      server,
-      `SELECT c.oid::int8, n.nspname, c.relname, a.attnum, a.attname
-         FROM pg_catalog.pg_class c
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        WHERE c.oid IN (${[...columns.keys()].join(', ')})
-        ORDER BY c.oid, a.attnum`,
-      timeoutMs,
-    );
-    for (const [oid, schema, table, attnum, column] of rows) {
-      const key = `${schema}.${table}`;
-      let entry = tables.get(key);
-      if (!entry) tables.set(key, (entry = { oid: Number(oid), columns: [] }));
-      entry.columns.push({ attnum: Number(attnum), name: String(column) });
-    }
-  }
-  const viewNames = new Map<number, string>();
-  if (views.size > 0) {
-    const rows = await runQuery(
-      server,
-      `SELECT c.oid::int8, n.nspname, c.relname FROM pg_catalog.pg_class c
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.oid IN (${[...views.keys()].join(', ')})`,
-      timeoutMs,
-    );
-    for (const [oid, schema, name] of rows) viewNames.set(Number(oid), `${schema}.${name}`);
-  }
-  const viewColumns =
-    views.size > 0 ? await resolveViewColumns(server, views, masks, searchPath, timeoutMs) : new Map();
+  const { viewColumns, viewNames } =
+    views.size > 0
+      ? await resolveViewColumns(server, views, masks, searchPath, timeoutMs)
+      : { viewColumns: new Map<number, Map<number, ViewColumn>>(), viewNames: new Map<number, string>() };
   return { columns, views, viewNames, viewColumns, tables, maxOid, loadedAt: Date.now() };
 }
 
@@ -173,22 +144,18 @@ async function resolveViewColumns(
   masks: readonly ColumnKey[],
   searchPath: readonly string[],
   timeoutMs: number,
-): Promise<Map<number, Map<number, ViewColumn>>> {
-  const rows = await runQuery(
+): Promise<{ viewColumns: Map<number, Map<number, ViewColumn>>; viewNames: Map<number, string> }> {
+  const rows = await relationColumns(
     server,
-    `SELECT c.oid::int8, n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid), a.attnum, a.attname
-       FROM pg_catalog.pg_class c
-       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-       JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-      WHERE c.oid IN (${[...views.keys()].join(', ')})
-      ORDER BY c.oid, a.attnum`,
+    `c.oid IN (${[...views.keys()].join(', ')})`,
     timeoutMs,
+    'pg_catalog.pg_get_viewdef(c.oid)',
   );
   const defs = new Map<
     number,
     { name: string; def: string; columns: Array<{ attnum: number; name: string }> }
   >();
-  for (const [oid, schema, name, def, attnum, column] of rows) {
+  for (const [oid, schema, name, attnum, column, def] of rows) {
     let d = defs.get(Number(oid));
     if (!d) defs.set(Number(oid), (d = { name: `${schema}.${name}`, def: String(def), columns: [] }));
     d.columns.push({ attnum: Number(attnum), name: String(column) });
@@ -229,7 +196,7 @@ async function resolveViewColumns(
   }
   // Views with an empty map were not readable: dropped so that they are masked whole.
   for (const [oid, columns] of resolved) if (columns.size === 0) resolved.delete(oid);
-  return resolved;
+  return { viewColumns: resolved, viewNames: new Map([...defs].map(([oid, d]) => [oid, d.name])) };
 }
 
 /** The `schema.relation.column`s among `carried` that a column reference in a view definition may name. */
@@ -282,6 +249,28 @@ export function maskedViewColumns(
     }
   }
   return out;
+}
+
+/**
+ * Every column of the relations `where` picks (c: pg_class, n: pg_namespace), in attribute order, as rows of
+ * [oid, schema, relation, attnum, column] and `extra` (one more expression over c) when given.
+ */
+function relationColumns(
+  server: ServerConnection,
+  where: string,
+  timeoutMs: number,
+  extra?: string,
+): Promise<Array<Array<string | null>>> {
+  return runQuery(
+    server,
+    `SELECT c.oid::int8, n.nspname, c.relname, a.attnum, a.attname${extra ? `, ${extra}` : ''}
+       FROM pg_catalog.pg_class c
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      WHERE ${where}
+      ORDER BY c.oid, a.attnum`,
+    timeoutMs,
+  );
 }
 
 /**
