@@ -952,24 +952,7 @@ class FactCollector {
 
   /** Every column reference under `root`, as a predicate. */
   private addPredicatesUnder(root: unknown): void {
-    const stack: unknown[] = [root];
-    while (stack.length > 0) {
-      const v = stack.pop();
-      if (Array.isArray(v)) {
-        for (const item of v) stack.push(item);
-        continue;
-      }
-      if (!isObject(v)) continue;
-      const columnRef = nodeOf(v, 'ColumnRef');
-      if (columnRef !== null) {
-        const parts = columnRefParts(columnRef);
-        if (parts.length > 0) this.addPredicate(parts.slice(0, -1), parts[parts.length - 1]);
-        continue;
-      }
-      for (const child of Object.values(v)) {
-        if (typeof child === 'object' && child !== null) stack.push(child);
-      }
-    }
+    columnRefsUnder(root, this.predicates);
   }
 
   private addFunction(body: Json): void {
@@ -1268,6 +1251,26 @@ export function statementFactsOf(raw: unknown): StatementFacts {
   return collector.facts(command, setting, location, length, copyOut, outputs);
 }
 
+/** Adds every column reference under `root` (any depth, iteratively) to `into`. */
+function columnRefsUnder(root: unknown, into: Map<string, ColumnRef>): void {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (Array.isArray(v)) {
+      for (const item of v) stack.push(item);
+      continue;
+    }
+    if (!isObject(v)) continue;
+    const ref = nodeOf(v, 'ColumnRef');
+    if (ref !== null) {
+      const parts = columnRefParts(ref);
+      if (parts.length > 0) addColumnTo(into, parts.slice(0, -1), parts[parts.length - 1]);
+      continue;
+    }
+    for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) stack.push(child);
+  }
+}
+
 /** The column references under each select-list entry of a plain SELECT; null with a set operation. */
 function selectOutputs(body: Json): ReadonlyArray<SelectOutput> | null {
   if (body.op !== undefined && body.op !== 'SETOP_NONE') return null;
@@ -1276,23 +1279,7 @@ function selectOutputs(body: Json): ReadonlyArray<SelectOutput> | null {
       const refs = new Map<string, ColumnRef>();
       const val = nodeOf(entry, 'ResTarget')?.val;
       const direct = nodeOf(val, 'ColumnRef') !== null;
-      const stack: unknown[] = [val];
-      while (stack.length > 0) {
-        const v = stack.pop();
-        if (Array.isArray(v)) {
-          for (const x of v) stack.push(x);
-          continue;
-        }
-        if (!isObject(v)) continue;
-        const ref = nodeOf(v, 'ColumnRef');
-        if (ref !== null) {
-          const parts = columnRefParts(ref);
-          if (parts.length > 0) addColumnTo(refs, parts.slice(0, -1), parts[parts.length - 1]);
-          continue;
-        }
-        for (const child of Object.values(v))
-          if (typeof child === 'object' && child !== null) stack.push(child);
-      }
+      columnRefsUnder(val, refs);
       return Object.freeze({ refs: Object.freeze([...refs.values()]), direct });
     }),
   );
