@@ -4,7 +4,7 @@
 // statement did not run. Then the extended protocol (node-postgres parameters and prepared statements, a
 // postgres.js pipeline), psql with a script that keeps going after a refusal, and max_rows.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -12,8 +12,16 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { generateScramVerifier } from '../../src/auth/scram-verifier.js';
 import type { PgwardenProcess } from '../harness/pgwarden.js';
-import { ADMIN_ROLE, startProxy } from './support.js';
-import { codes, connectTls, errorFields, scramLogin, tagged, type BackendMessage } from './wire.js';
+import { ADMIN_ROLE, directClient, startProxy } from './support.js';
+import {
+  codes,
+  connectTls,
+  errorFields,
+  scramLogin,
+  tagged,
+  verifiedTls,
+  type BackendMessage,
+} from './wire.js';
 
 // ---- who -------------------------------------------------------------------------------------------------------
 
@@ -1201,10 +1209,6 @@ function verifiers(): Record<GuardUser, string> {
   return out;
 }
 
-function tlsOptions() {
-  return { ca: readFileSync(inject('pg').caCert), servername: 'localhost' };
-}
-
 /** node-postgres through pgwarden as one of this file's users. */
 async function connectAs(
   proxy: PgwardenProcess,
@@ -1217,23 +1221,8 @@ async function connectAs(
     user,
     password: PASSWORDS[user],
     database: 'ehr',
-    ssl: tlsOptions(),
+    ssl: verifiedTls(),
     ...extra,
-  });
-  await client.connect();
-  return client;
-}
-
-/** node-postgres straight to the harness PostgreSQL as the upstream account, owner of `ehr`. */
-async function connectDirect(): Promise<pg.Client> {
-  const server = inject('pg');
-  const client = new pg.Client({
-    host: server.host,
-    port: server.port,
-    user: 'app',
-    password: server.users.app,
-    database: server.database,
-    ssl: tlsOptions(),
   });
   await client.connect();
   return client;
@@ -1309,7 +1298,7 @@ describe('SQL guardrails through pgwarden', () => {
   };
 
   beforeAll(async () => {
-    direct = await connectDirect();
+    direct = await directClient();
     await direct.query(FIXTURE_DROP + FIXTURE_CREATE);
     const verifier = verifiers();
     const users = Object.fromEntries(
@@ -1465,7 +1454,7 @@ describe('SQL guardrails through pgwarden', () => {
         user: 'clinician',
         password: PASSWORDS.clinician,
         database: 'ehr',
-        ssl: tlsOptions(),
+        ssl: verifiedTls(),
         max: 1,
         // postgres.js would first read pg_catalog.pg_type for array types; clinician's allow list does not cover
         // pg_catalog, so that read is refused (see the test below). This test is about the pipeline.

@@ -22,7 +22,8 @@ import { makeTestCerts } from '../../src/embedded/certs.js';
 import { startHaproxy, type HaproxyProcess } from '../harness/haproxy.js';
 import type { PgwardenProcess } from '../harness/pgwarden.js';
 import { closedWithin, rawConnect, singleError, sslRequest } from './raw-client.js';
-import { ADMIN_ROLE, baseConfig, pgOptions, startProxy } from './support.js';
+import { ADMIN_ROLE, baseConfig, directClient, pgOptions, startProxy } from './support.js';
+import { verifiedTls } from './wire.js';
 
 type PgError = Error & { code?: string; severity?: string };
 
@@ -253,19 +254,6 @@ async function readsTable(client: pg.Client, table: string): Promise<string[]> {
 }
 
 /** A direct connection to the harness PostgreSQL as `app` (the account pgwarden logs in with upstream). */
-async function directClient(): Promise<pg.Client> {
-  const info = inject('pg');
-  const client = new pg.Client({
-    host: '127.0.0.1',
-    port: info.port,
-    user: 'app',
-    password: info.users.app,
-    database: info.database,
-    ssl: { ca: caCert(), servername: 'localhost' },
-  });
-  await client.connect();
-  return client;
-}
 
 /** The PostgreSQL error pgwarden refuses a connection with before TLS (a plaintext SSLRequest gets it whole). */
 async function refusalBeforeTls(
@@ -659,7 +647,7 @@ describe('actor tokens (SET pgwarden.actor)', () => {
       user: 'svc',
       password: PASSWORDS.svc,
       database: 'ehr',
-      ssl: { ca: caCert(), servername: 'localhost' },
+      ssl: verifiedTls(),
       // One connection, so the SET and the queries share a session; no type lookup in pg_catalog at connect.
       max: 1,
       fetch_types: false,

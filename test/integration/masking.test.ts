@@ -16,7 +16,8 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { generateScramVerifier } from '../../src/auth/scram-verifier.js';
 import type { PgwardenProcess } from '../harness/pgwarden.js';
-import { metric, startProxy } from './support.js';
+import { directClient, metric, startProxy } from './support.js';
+import { verifiedTls } from './wire.js';
 
 // ---- who -------------------------------------------------------------------------------------------------------
 
@@ -259,10 +260,6 @@ type Outcome =
   | { readonly ok: true; readonly rows: readonly unknown[] }
   | { readonly ok: false; readonly code: string | undefined; readonly message: string };
 
-function tlsOptions() {
-  return { ca: readFileSync(inject('pg').caCert), servername: 'localhost' };
-}
-
 /**
  * Dates, timestamps and JSON stay text (as PostgreSQL sent them), so what the mask wrote is what the test reads;
  * whether masked JSON still parses is a test of its own.
@@ -308,7 +305,7 @@ class Session {
       user,
       password: PASSWORDS[user],
       database: 'ehr',
-      ssl: tlsOptions(),
+      ssl: verifiedTls(),
       types: pgTypes,
     });
     const session = new Session(proxy, user, client);
@@ -380,7 +377,7 @@ class Session {
         user: this.user,
         password: PASSWORDS[this.user],
         database: 'ehr',
-        ssl: tlsOptions(),
+        ssl: verifiedTls(),
         max: 1,
         onnotice: (n) => this.received.push({ notice: n }),
         onparameter: (key, value) => this.received.push({ parameter: { key, value } }),
@@ -912,20 +909,6 @@ function verifiers(): Record<MaskUser, string> {
   };
 }
 
-async function connectDirect(): Promise<pg.Client> {
-  const server = inject('pg');
-  const client = new pg.Client({
-    host: server.host,
-    port: server.port,
-    user: 'app',
-    password: server.users.app,
-    database: server.database,
-    ssl: tlsOptions(),
-  });
-  await client.connect();
-  return client;
-}
-
 function describeOutcome(o: Outcome): string {
   return o.ok ? `ok, ${o.rows.length} row(s)` : `error ${o.code}: ${o.message}`;
 }
@@ -950,7 +933,7 @@ describe('PHI masking through pgwarden', () => {
   };
 
   beforeAll(async () => {
-    direct = await connectDirect();
+    direct = await directClient();
     await direct.query(FIXTURE_DROP + FIXTURE_CREATE);
     // Planner statistics exist, so a pg_stats leak would have values to show.
     await direct.query('analyze public.mk_patients');

@@ -7,6 +7,7 @@ import postgres from 'postgres';
 import { readFileSync } from 'node:fs';
 import { generateScramVerifier } from '../../src/auth/scram-verifier.js';
 import { startPgwarden, type PgwardenProcess, type StartPgwardenOptions } from '../harness/pgwarden.js';
+import { verifiedTls } from './wire.js';
 
 /** Client identities configured in pgwarden (not PostgreSQL roles). */
 export const CLIENTS = {
@@ -73,6 +74,21 @@ export const ADMIN_ROLE = {
     'utility',
   ],
 };
+
+/** node-postgres straight to the harness PostgreSQL as the upstream account `app`, which owns `ehr`. */
+export async function directClient(): Promise<pg.Client> {
+  const server = inject('pg');
+  const client = new pg.Client({
+    host: server.host,
+    port: server.port,
+    user: 'app',
+    password: server.users.app,
+    database: server.database,
+    ssl: verifiedTls(),
+  });
+  await client.connect();
+  return client;
+}
 
 export const UPSTREAM_ENV = { EHR_DB_PASSWORD: 'app-secret-pw' };
 
