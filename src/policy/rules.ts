@@ -484,6 +484,24 @@ export class RoleSet {
     return this.columnHit(f.columns, f.relations, this.maskRules) !== null;
   }
 
+  /** The mask rules plus the masked view columns, compiled once per list (sessions keep their list while roles hold). */
+  private withViewRules(maskedViews: readonly MaskedViewColumn[]): readonly ColumnRule[] {
+    let rules = this.viewRules.get(maskedViews);
+    if (!rules) {
+      rules = [
+        ...this.maskRules,
+        ...maskedViews.map((v) => ({
+          table: new Globs([v.relation]),
+          column: v.column === '*' ? ALL_COLUMNS : new Globs([v.column]),
+          rule: 'masked view column',
+        })),
+      ];
+      this.viewRules.set(maskedViews, rules);
+    }
+    return rules;
+  }
+  private readonly viewRules = new WeakMap<readonly MaskedViewColumn[], readonly ColumnRule[]>();
+
   /**
    * Masked sessions: what would expose a masked value outside the masked result columns — the masked column in a
    * predicate (`WHERE ssn LIKE '123%'` reveals it digit by digit), planner statistics, EXPLAIN output, and COPY
@@ -493,17 +511,7 @@ export class RoleSet {
     if (this.maskRules.length === 0) return null;
     // View columns that show a masked column count as masked (every column of a view not resolved column by
     // column).
-    const rules: readonly ColumnRule[] =
-      maskedViews.length === 0
-        ? this.maskRules
-        : [
-            ...this.maskRules,
-            ...maskedViews.map((v) => ({
-              table: new Globs([v.relation]),
-              column: v.column === '*' ? ALL_COLUMNS : new Globs([v.column]),
-              rule: 'masked view column',
-            })),
-          ];
+    const rules = maskedViews.length === 0 ? this.maskRules : this.withViewRules(maskedViews);
     // Values that leave outside result rows: a notification's payload.
     if (
       (f.command === 'NotifyStmt' || f.functions.some((fn) => fn.name === 'pg_notify')) &&
