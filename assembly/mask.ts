@@ -15,14 +15,15 @@
 //
 // Plan (little-endian u32, offsets from the start of the plan):
 //
-//   +0    columnCount, redactionOffset, redactionLength, 0
+//   +0    columnCount, redactionOffset, redactionLength, formatCount
 //   +16   columnCount x (action, a, b, 0): PARTIAL a = keepFirst, b = keepLast; FIXED a = text offset, b = text length
+//   ...   formatCount x (text offset, text length): the identifier formats DETECT also recognises
 //   ...   the texts
 //
 // maskLoadPlan validates a plan once (every text inside the plan, every action known) so that maskRow, which runs per
 // row, can trust it. Growing (maskReserve) drops the loaded plan: JavaScript copies it in again.
 
-export const MASK_ABI_VERSION: u32 = 1;
+export const MASK_ABI_VERSION: u32 = 2;
 
 // Action codes (MaskAction in TypeScript).
 export const MASK_ACTION_PASS: u32 = 0;
@@ -51,6 +52,10 @@ export const MASK_PLAN_ENTRY_BYTES: u32 = 16;
 export const MASK_MAX_TEXT_BYTES: u32 = 1024;
 /** A DataRow's column count is an int16. */
 export const MASK_MAX_COLUMNS: u32 = 0x7fff;
+/** Identifier formats (masking.mrn_formats, identifier_formats) per plan, and the longest one. */
+export const MASK_MAX_FORMATS: u32 = 64;
+export const MASK_MAX_FORMAT_BYTES: u32 = 64;
+export const MASK_FORMAT_ENTRY_BYTES: u32 = 8;
 
 const DATA_ROW: u32 = 0x44; // 'D'
 const ROW_HEADER: u32 = 7;
@@ -69,6 +74,8 @@ let planLoaded = false;
 let planColumns: u32 = 0;
 let redactionPtr: usize = 0;
 let redactionLength: u32 = 0;
+let formatTable: usize = 0;
+let formatCount: u32 = 0;
 
 // @ts-ignore: decorator
 @inline function loadBE32(ptr: usize): u32 {
@@ -83,6 +90,21 @@ let redactionLength: u32 = 0;
 // @ts-ignore: decorator
 @inline function isAsciiAlnum(c: u32): bool {
   return c - 0x30 < 10 || (c | 0x20) - 0x61 < 26;
+}
+
+// @ts-ignore: decorator
+@inline function isAsciiLetter(c: u32): bool {
+  return (c | 0x20) - 0x61 < 26;
+}
+
+// @ts-ignore: decorator
+@inline function isHexDigit(c: u32): bool {
+  return c - 0x30 < 10 || (c | 0x20) - 0x61 < 6;
+}
+
+// @ts-ignore: decorator
+@inline function lower(c: u32): u32 {
+  return isAsciiLetter(c) ? c | 0x20 : c;
 }
 
 // @ts-ignore: decorator
@@ -153,9 +175,21 @@ export function maskLoadPlan(planLength: u32): i32 {
       return MASK_ERROR_BAD_PLAN;
     }
   }
+  const formats = load<u32>(planPtr, 12);
+  const table = MASK_PLAN_HEADER_BYTES + columns * MASK_PLAN_ENTRY_BYTES;
+  if (formats > MASK_MAX_FORMATS || table + formats * MASK_FORMAT_ENTRY_BYTES > planLength) return MASK_ERROR_BAD_PLAN;
+  for (let f: u32 = 0; f < formats; f++) {
+    const offset = load<u32>(planPtr + table + f * MASK_FORMAT_ENTRY_BYTES);
+    const length = load<u32>(planPtr + table + f * MASK_FORMAT_ENTRY_BYTES, 4);
+    if (length == 0 || length > MASK_MAX_FORMAT_BYTES || !textInPlan(offset, length, planLength)) {
+      return MASK_ERROR_BAD_PLAN;
+    }
+  }
   planColumns = columns;
   redactionPtr = planPtr + redactionOffset;
   redactionLength = redactionLen;
+  formatTable = planPtr + table;
+  formatCount = formats;
   planLoaded = true;
   return MASK_OK;
 }
@@ -410,21 +444,45 @@ function writeEmail(value: usize, length: u32, dst: usize, room: usize): i32 {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Content detectors (DETECT). Exact definitions in src/masking/kernel.ts; a candidate starts at a byte not preceded
-// by an ASCII digit, and numeric candidates must not be followed by one.
+// Content detectors (DETECT). Exact definitions in src/masking/kernel.ts (findPhi and the functions it calls); a
+// numeric candidate starts at a byte not preceded by an ASCII digit, and numeric candidates must not be followed by
+// one. Only whether something is found matters here, not which detector found it.
 
-/** True when [value, end) contains an SSN, a phone number, an e-mail address, a card number, an ISO date or a ZIP. */
+/** Bit (letter - 'a') set for the letters a month name starts with: a, d, f, j, m, n, o, s. */
+const MONTH_INITIALS: u32 = (1 << 0) | (1 << 3) | (1 << 5) | (1 << 9) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 18);
+
+/** True when [value, end) contains an identifier one of the detectors (or the plan's formats) recognises. */
 function containsPhi(value: usize, end: usize): bool {
   let previous: u32 = 0;
   for (let p = value; p < end; p++) {
     const c = <u32>load<u8>(p);
     if (c == 0x40) {
       if (emailAt(value, p, end)) return true;
-    } else if (!isDigit(previous)) {
-      if (isDigit(c)) {
-        if (ssnAt(p, end) || phoneAt(p, end) || cardAt(p, end) || isoDateAt(p, end) || zipAt(p, end)) return true;
-      } else if (c == 0x2b || c == 0x28) {
-        if (phoneAt(p, end)) return true;
+    } else if (isDigit(c)) {
+      if (!isDigit(previous)) {
+        if (ssnAt(p, end) || phoneAt(p, end) || cardAt(p, end)) return true;
+        if (isoDateAt(p, end) || numericDateAt(p, end) || dayMonthDateAt(p, end)) return true;
+        if (streetAddressAt(p, end) || ipv4At(p, end) || zipAt(p, end)) return true;
+      }
+    } else if (c == 0x2b || c == 0x28) {
+      if (!isDigit(previous) && phoneAt(p, end)) return true;
+    } else if (isAsciiLetter(c)) {
+      if (!isAsciiLetter(previous)) {
+        // Each word-shaped detector can only start at some letters: the first byte decides which are tried.
+        const first = c | 0x20;
+        if ((first == 0x68 || first == 0x66 || first == 0x77) && urlAt(p, end)) return true; // h f w
+        if (((1 << (first - 0x61)) & MONTH_INITIALS) != 0 && monthDayDateAt(p, end)) return true;
+        if (first == 0x70 && poBoxAt(p, end)) return true; // p
+      }
+    }
+    if (!isAsciiAlnum(previous)) {
+      if ((isDigit(c) || c - 0x41 < 26) && vinAt(p, end)) return true;
+      for (let f: u32 = 0; f < formatCount; f++) {
+        const entry = formatTable + <usize>(f * MASK_FORMAT_ENTRY_BYTES);
+        if (formatAt(p, end, planPtr + <usize>load<u32>(entry), load<u32>(entry, 4))) return true;
+      }
+      if (previous != 0x3a && (isHexDigit(c) || c == 0x3a)) {
+        if (macAt(p, end) || ipv6At(p, end)) return true;
       }
     }
     previous = c;
@@ -570,4 +628,340 @@ function emailAt(value: usize, at: usize, end: usize): bool {
     }
   }
   return false;
+}
+
+/** The digits at p (at most max + 1 looked at): their count, or -1 when more than max follow. */
+function digitRun(p: usize, max: i32, end: usize): i32 {
+  let n: i32 = 0;
+  while (isDigit(byteAt(p + <usize>n, end))) {
+    if (n == max) return -1;
+    n++;
+  }
+  return n;
+}
+
+function numberAt(p: usize, count: i32): u32 {
+  let value: u32 = 0;
+  for (let i: i32 = 0; i < count; i++) value = value * 10 + (<u32>load<u8>(p + <usize>i) - 0x30);
+  return value;
+}
+
+function numericDateAt(start: usize, end: usize): bool {
+  const aDigits = digitRun(start, 2, end);
+  if (aDigits <= 0) return false;
+  const separator = byteAt(start + <usize>aDigits, end);
+  if (separator != 0x2f && separator != 0x2e && separator != 0x2d) return false;
+  const b = start + <usize>aDigits + 1;
+  const bDigits = digitRun(b, 2, end);
+  if (bDigits <= 0 || byteAt(b + <usize>bDigits, end) != separator) return false;
+  const yearDigits = digitRun(b + <usize>bDigits + 1, 4, end);
+  if (yearDigits != 2 && yearDigits != 4) return false;
+  const first = numberAt(start, aDigits);
+  const second = numberAt(b, bDigits);
+  if (first == 0 || second == 0) return false;
+  return (first <= 12 && second <= 31) || (first <= 31 && second <= 12);
+}
+
+// A word's letters as a number: each letter (any case) is 1-26 in base 32, so words of up to 12 letters have distinct
+// keys. The month names and street suffixes below are the keys of MONTH_NAMES and STREET_SUFFIXES in the twin.
+let wordLength: i32 = 0;
+
+/** The key of the word at p; wordLength is set to its length, or to -1 when it is longer than max letters. */
+function wordKeyAt(p: usize, max: i32, end: usize): u64 {
+  let key: u64 = 0;
+  let n: i32 = 0;
+  while (isAsciiLetter(byteAt(p + <usize>n, end))) {
+    if (n == max) {
+      wordLength = -1;
+      return 0;
+    }
+    key = (key << 5) | <u64>((<u32>load<u8>(p + <usize>n) | 0x20) - 0x60);
+    n++;
+  }
+  wordLength = n;
+  return key;
+}
+
+function isMonthName(key: u64): bool {
+  switch (<i64>key) {
+    case 10786342489: // january
+    case 211613812313: // february
+    case 13682792: // march
+    case 1591596: // april
+    case 13369: // may
+    case 349637: // june
+    case 349593: // july
+    case 55826036: // august
+    case 21080376248498: // september
+    case 16228255922: // october
+    case 497886333106: // november
+    case 142913996978: // december
+    case 10286: // jan
+    case 6306: // feb
+    case 13362: // mar
+    case 1554: // apr
+    case 10926: // jun
+    case 10924: // jul
+    case 1703: // aug
+    case 19632: // sep
+    case 628244: // sept
+    case 15476: // oct
+    case 14838: // nov
+    case 4259: // dec
+      return true;
+  }
+  return false;
+}
+
+function isStreetSuffix(key: u64): bool {
+  switch (<i64>key) {
+    case 659100852: // street
+    case 628: // st
+    case 56801957: // avenue
+    case 1733: // ave
+    case 54: // av
+    case 605220: // road
+    case 580: // rd
+    case 2737376527940: // boulevard
+    case 78532: // blvd
+    case 4794053: // drive
+    case 394693: // lane
+    case 398: // ln
+    case 23609: // way
+    case 3659348: // court
+    case 116: // ct
+    case 17171557: // place
+    case 524: // pl
+    case 21662073957: // terrace
+    case 110693765: // circle
+    case 3378: // cir
+    case 17232682041: // parkway
+    case 536313: // pkwy
+    case 8899550265: // highway
+    case 8953: // hwy
+    case 656049733: // square
+    case 625: // sq
+    case 21562668: // trail
+      return true;
+  }
+  return false;
+}
+
+/** After a month name at p (and an optional '.'), or 0 when none stands there. */
+function afterMonthName(p: usize, end: usize): usize {
+  const key = wordKeyAt(p, 9, end);
+  if (wordLength <= 0 || !isMonthName(key)) return 0;
+  const after = p + <usize>wordLength;
+  return byteAt(after, end) == 0x2e ? after + 1 : after;
+}
+
+function isOrdinalSuffix(p: usize, end: usize): bool {
+  const pair = (lower(byteAt(p, end)) << 8) | lower(byteAt(p + 1, end));
+  return pair == 0x7374 || pair == 0x6e64 || pair == 0x7264 || pair == 0x7468; // st nd rd th
+}
+
+/** After a day of the month (1-31) at p with an optional st/nd/rd/th, or 0. */
+function afterDay(p: usize, end: usize): usize {
+  const digits = digitRun(p, 2, end);
+  if (digits <= 0) return 0;
+  const day = numberAt(p, digits);
+  if (day == 0 || day > 31) return 0;
+  const after = p + <usize>digits;
+  return isOrdinalSuffix(after, end) && !isAsciiLetter(byteAt(after + 2, end)) ? after + 2 : after;
+}
+
+/** After 1-3 digits with st/nd/rd/th and no letter or digit next ('5th'), or 0. */
+function afterOrdinal(p: usize, end: usize): usize {
+  const digits = digitRun(p, 3, end);
+  if (digits <= 0) return 0;
+  const after = p + <usize>digits;
+  if (!isOrdinalSuffix(after, end) || isAsciiAlnum(byteAt(after + 2, end))) return 0;
+  return after + 2;
+}
+
+// @ts-ignore: decorator
+@inline function skipDateSeparator(p: usize, end: usize): usize {
+  const c = byteAt(p, end);
+  return c == 0x20 || c == 0x2d ? p + 1 : p;
+}
+
+// @ts-ignore: decorator
+@inline function yearAt(p: usize, end: usize): bool {
+  return digitRun(p, 4, end) == 4;
+}
+
+function monthDayDateAt(start: usize, end: usize): bool {
+  let p = afterMonthName(start, end);
+  if (p == 0) return false;
+  const separator = byteAt(p, end);
+  if (separator != 0x20 && separator != 0x2d) return false;
+  p = afterDay(p + 1, end);
+  if (p == 0 || isAsciiLetter(byteAt(p, end))) return false;
+  if (byteAt(p, end) == 0x2c) p++;
+  return yearAt(skipDateSeparator(p, end), end);
+}
+
+function dayMonthDateAt(start: usize, end: usize): bool {
+  let p = afterDay(start, end);
+  if (p == 0) return false;
+  p = afterMonthName(skipDateSeparator(p, end), end);
+  if (p == 0) return false;
+  if (byteAt(p, end) == 0x2c) p++;
+  return yearAt(skipDateSeparator(p, end), end);
+}
+
+function streetAddressAt(start: usize, end: usize): bool {
+  const digits = digitRun(start, 6, end);
+  if (digits <= 0) return false;
+  let p = start + <usize>digits;
+  if (isAsciiLetter(byteAt(p, end)) && !isAsciiLetter(byteAt(p + 1, end))) p++; // 221B
+  if (byteAt(p, end) != 0x20) return false;
+  p++;
+  for (let word = 0; word < 5; word++) {
+    const c = byteAt(p, end);
+    let next: usize;
+    if (isAsciiLetter(c)) {
+      const key = wordKeyAt(p, 20, end);
+      if (wordLength <= 0) return false;
+      next = p + <usize>wordLength;
+      if (isDigit(byteAt(next, end))) return false;
+      if (word > 0 && wordLength <= 9 && isStreetSuffix(key)) return true;
+      if (c > 0x5a) return false; // a name word starts upper case
+    } else {
+      next = afterOrdinal(p, end);
+      if (next == 0) return false;
+    }
+    if (byteAt(next, end) == 0x2e) next++;
+    if (byteAt(next, end) != 0x20) return false;
+    p = next + 1;
+  }
+  return false;
+}
+
+/** v[p...] starts with the lower-case ASCII text at `text` (length bytes), letters compared in any case. */
+function lettersAt(p: usize, end: usize, text: usize, length: usize): bool {
+  if (end < p || end - p < length) return false;
+  for (let i: usize = 0; i < length; i++) {
+    if (lower(<u32>load<u8>(p + i)) != <u32>load<u8>(text + i)) return false;
+  }
+  return true;
+}
+
+const BOX = memory.data<u8>([0x62, 0x6f, 0x78, 0x20]); // "box "
+const HTTP = memory.data<u8>([0x68, 0x74, 0x74, 0x70, 0x3a, 0x2f, 0x2f]); // "http://"
+const HTTPS = memory.data<u8>([0x68, 0x74, 0x74, 0x70, 0x73, 0x3a, 0x2f, 0x2f]); // "https://"
+const FTP = memory.data<u8>([0x66, 0x74, 0x70, 0x3a, 0x2f, 0x2f]); // "ftp://"
+const WWW = memory.data<u8>([0x77, 0x77, 0x77, 0x2e]); // "www."
+
+function poBoxAt(start: usize, end: usize): bool {
+  if (lower(<u32>load<u8>(start)) != 0x70) return false;
+  let p = start + 1;
+  if (byteAt(p, end) == 0x2e) p++;
+  if (byteAt(p, end) == 0x20) p++;
+  if (lower(byteAt(p, end)) != 0x6f) return false;
+  p++;
+  if (byteAt(p, end) == 0x2e) p++;
+  if (byteAt(p, end) != 0x20) return false;
+  p++;
+  if (!lettersAt(p, end, BOX, 4)) return false;
+  p += 4;
+  if (byteAt(p, end) == 0x23) p++;
+  return isDigit(byteAt(p, end));
+}
+
+function urlAt(start: usize, end: usize): bool {
+  if (lettersAt(start, end, HTTP, 7)) return isAsciiAlnum(byteAt(start + 7, end));
+  if (lettersAt(start, end, HTTPS, 8)) return isAsciiAlnum(byteAt(start + 8, end));
+  if (lettersAt(start, end, FTP, 6)) return isAsciiAlnum(byteAt(start + 6, end));
+  if (lettersAt(start, end, WWW, 4)) return isAsciiAlnum(byteAt(start + 4, end));
+  return false;
+}
+
+function ipv4At(start: usize, end: usize): bool {
+  let p = start;
+  for (let part = 0; part < 4; part++) {
+    if (part > 0) {
+      if (byteAt(p, end) != 0x2e) return false;
+      p++;
+    }
+    const digits = digitRun(p, 3, end);
+    if (digits <= 0 || numberAt(p, digits) > 255) return false;
+    p += <usize>digits;
+  }
+  return !(byteAt(p, end) == 0x2e && isDigit(byteAt(p + 1, end)));
+}
+
+function hexRun(p: usize, end: usize): u32 {
+  let n: u32 = 0;
+  while (n < 5 && isHexDigit(byteAt(p + <usize>n, end))) n++;
+  return n;
+}
+
+function ipv6At(start: usize, end: usize): bool {
+  let p = start;
+  let groups: u32 = 0;
+  let compressed = false;
+  if (byteAt(p, end) == 0x3a) {
+    if (byteAt(p + 1, end) != 0x3a) return false;
+    compressed = true;
+    p += 2;
+  }
+  while (true) {
+    const digits = hexRun(p, end);
+    if (digits == 0) break;
+    if (digits > 4 || groups == 8) return false;
+    groups++;
+    p += <usize>digits;
+    if (byteAt(p, end) != 0x3a) break;
+    if (byteAt(p + 1, end) == 0x3a) {
+      if (compressed) return false;
+      compressed = true;
+      p += 2;
+    } else {
+      if (!isHexDigit(byteAt(p + 1, end))) return false;
+      p++;
+    }
+  }
+  if (isAsciiAlnum(byteAt(p, end))) return false;
+  return compressed ? groups >= 1 && groups <= 7 : groups == 8;
+}
+
+function macAt(start: usize, end: usize): bool {
+  const separator = byteAt(start + 2, end);
+  if (separator != 0x3a && separator != 0x2d) return false;
+  for (let pair: usize = 0; pair < 6; pair++) {
+    const p = start + pair * 3;
+    if (!isHexDigit(byteAt(p, end)) || !isHexDigit(byteAt(p + 1, end))) return false;
+    if (pair < 5 && byteAt(p + 2, end) != separator) return false;
+  }
+  return !isAsciiAlnum(byteAt(start + 17, end));
+}
+
+function vinAt(start: usize, end: usize): bool {
+  if (end < start || end - start < 17) return false;
+  let letters: u32 = 0;
+  let digits: u32 = 0;
+  for (let i: usize = 0; i < 17; i++) {
+    const c = <u32>load<u8>(start + i);
+    if (isDigit(c)) digits++;
+    else if (c - 0x41 < 26 && c != 0x49 && c != 0x4f && c != 0x51) letters++;
+    else return false;
+  }
+  return letters > 0 && digits > 0 && !isAsciiAlnum(byteAt(start + 17, end));
+}
+
+function formatAt(start: usize, end: usize, format: usize, length: u32): bool {
+  if (end < start || end - start < <usize>length) return false;
+  for (let i: usize = 0; i < <usize>length; i++) {
+    const f = <u32>load<u8>(format + i);
+    const c = <u32>load<u8>(start + i);
+    if (f == 0x23) {
+      if (!isDigit(c)) return false;
+    } else if (f == 0x40) {
+      if (!isAsciiLetter(c)) return false;
+    } else if (lower(c) != lower(f)) {
+      return false;
+    }
+  }
+  return !isAsciiAlnum(byteAt(start + <usize>length, end));
 }

@@ -1151,12 +1151,29 @@ export const ConfigSchema = Type.Object(
                   pattern: '^[^\\s]*#[^\\s]*$',
                   maxLength: 64,
                   description:
-                    'A medical record number format: # is a digit, @ a letter, anything else itself.',
+                    'A medical record number format: # is a digit, @ a letter, anything else itself (letters in either case).',
                 }),
                 {
                   default: [],
+                  maxItems: 32,
                   description:
                     "Medical record number formats the content detectors also recognise, e.g. 'MRN-######' or '@@#######'.",
+                },
+              ),
+            ),
+            identifier_formats: filled(
+              Type.Array(
+                Type.String({
+                  pattern: '^[^\\s]*#[^\\s]*$',
+                  maxLength: 64,
+                  description:
+                    'An identifier format: # is a digit, @ a letter, anything else itself (letters in either case).',
+                }),
+                {
+                  default: [],
+                  maxItems: 32,
+                  description:
+                    "Other identifier formats the content detectors recognise (Safe Harbor: health plan beneficiary, account, certificate or licence, device serial and licence plate numbers), e.g. 'HPB-#########'.",
                 },
               ),
             ),

@@ -558,7 +558,7 @@ export class ClientSession implements ServerOwner {
           rt.policy.hashKey,
           rt.framing,
           audit ? (columns) => audit.maskingDecision(columns) : null,
-          rt.policy.mrnPattern,
+          rt.policy.identifierFormats,
         );
         this.tracker = new ResultTracker();
       } catch (e) {

@@ -26,7 +26,10 @@
 //   Detect     the redaction text when containsPhi() finds something, else the value as is.
 import {
   MASK_ACTION_COUNT,
+  MASK_FORMAT_ENTRY_BYTES,
   MASK_MAX_COLUMNS,
+  MASK_MAX_FORMAT_BYTES,
+  MASK_MAX_FORMATS,
   MASK_MAX_TEXT_BYTES,
   MASK_PLAN_ENTRY_BYTES,
   MASK_PLAN_HEADER_BYTES,
@@ -57,6 +60,11 @@ export interface MaskPlan {
   readonly untouched: boolean;
   /** The most a masked value can be longer than the original: max(3, redaction, longest fixed text). */
   readonly growthPerColumn: number;
+  /**
+   * Identifier formats the Detect action also recognises (masking.mrn_formats and identifier_formats): `#` a digit,
+   * `@` an ASCII letter, any other byte itself (ASCII letters in either case).
+   */
+  readonly formats: readonly Buffer[];
 }
 
 export interface MaskColumnSpec {
@@ -106,10 +114,24 @@ function describeStatus(status: MaskStatus): string {
 const MAX_KEEP = 0xffff;
 
 /** Builds a plan from one spec per result column; throws MaskPlanError on anything the kernel would not accept. */
-export function buildMaskPlan(columns: readonly MaskColumnSpec[], redaction = '***'): MaskPlan {
+export function buildMaskPlan(
+  columns: readonly MaskColumnSpec[],
+  redaction = '***',
+  formats: readonly string[] = [],
+): MaskPlan {
   if (columns.length > MASK_MAX_COLUMNS) {
     throw new MaskPlanError(`a masking plan has at most ${MASK_MAX_COLUMNS} columns, got ${columns.length}`);
   }
+  if (formats.length > MASK_MAX_FORMATS) {
+    throw new MaskPlanError(`a masking plan has at most ${MASK_MAX_FORMATS} formats, got ${formats.length}`);
+  }
+  const formatBytes = formats.map((f, i) => {
+    const bytes = textBytes(f, `format ${i}`);
+    if (bytes.length === 0 || bytes.length > MASK_MAX_FORMAT_BYTES) {
+      throw new MaskPlanError(`format ${i} must be 1 to ${MASK_MAX_FORMAT_BYTES} bytes, got ${bytes.length}`);
+    }
+    return bytes;
+  });
   const redactionBytes = textBytes(redaction, 'redaction text');
   let growth = Math.max(3, redactionBytes.length);
   let untouched = true;
@@ -141,6 +163,7 @@ export function buildMaskPlan(columns: readonly MaskColumnSpec[], redaction = '*
     redaction: redactionBytes,
     untouched,
     growthPerColumn: growth,
+    formats: Object.freeze(formatBytes),
   });
 }
 
@@ -166,20 +189,31 @@ export function maskedRowBound(rowLength: number, plan: MaskPlan): number {
   return rowLength + plan.columns.length * plan.growthPerColumn;
 }
 
-/** The plan in the kernel's layout (src/wasm/abi.ts): header, one entry per column, then the texts. */
+/**
+ * The plan in the kernel's layout (src/wasm/abi.ts): header, one entry per column, one per format, then the texts.
+ */
 export function encodeMaskPlan(plan: MaskPlan): Uint8Array {
   const columns = plan.columns;
-  const tableEnd = MASK_PLAN_HEADER_BYTES + columns.length * MASK_PLAN_ENTRY_BYTES;
+  const formatTable = MASK_PLAN_HEADER_BYTES + columns.length * MASK_PLAN_ENTRY_BYTES;
+  const tableEnd = formatTable + plan.formats.length * MASK_FORMAT_ENTRY_BYTES;
   let size = tableEnd + plan.redaction.length;
   for (const column of columns) size += column.fixed?.length ?? 0;
+  for (const format of plan.formats) size += format.length;
   const bytes = new Uint8Array(size);
   const view = new DataView(bytes.buffer);
   let text = tableEnd;
   view.setUint32(0, columns.length, true);
   view.setUint32(4, text, true);
   view.setUint32(8, plan.redaction.length, true);
+  view.setUint32(12, plan.formats.length, true);
   bytes.set(plan.redaction, text);
   text += plan.redaction.length;
+  plan.formats.forEach((format, i) => {
+    view.setUint32(formatTable + i * MASK_FORMAT_ENTRY_BYTES, text, true);
+    view.setUint32(formatTable + i * MASK_FORMAT_ENTRY_BYTES + 4, format.length, true);
+    bytes.set(format, text);
+    text += format.length;
+  });
   let entry = MASK_PLAN_HEADER_BYTES;
   for (const column of columns) {
     view.setUint32(entry, column.action, true);
@@ -252,7 +286,7 @@ export function maskDataRowInto(row: Uint8Array, plan: MaskPlan, out: Uint8Array
       if (!isNull) p += length;
       continue;
     }
-    const written = maskValue(column, plan.redaction, row, p, p + length, out, o + 4);
+    const written = maskValue(column, plan, row, p, p + length, out, o + 4);
     if (written < 0) return MaskStatus.OutputTooSmall;
     writeUint32(out, o, written);
     o += 4 + written;
@@ -280,13 +314,14 @@ function writeUint32(bytes: Uint8Array, at: number, value: number): void {
 /** Writes the masked form of v[start, end) at out[dst]; returns its length, or -1 when it does not fit. */
 function maskValue(
   column: MaskColumnPlan,
-  redaction: Buffer,
+  plan: MaskPlan,
   v: Uint8Array,
   start: number,
   end: number,
   out: Uint8Array,
   dst: number,
 ): number {
+  const redaction = plan.redaction;
   switch (column.action) {
     case MaskAction.Pass:
       return emit(v, start, end, out, dst);
@@ -305,7 +340,7 @@ function maskValue(
         ? emit(redaction, 0, redaction.length, out, dst)
         : emit(column.fixed, 0, column.fixed.length, out, dst);
     case MaskAction.Detect:
-      if (containsPhi(v, start, end)) return emit(redaction, 0, redaction.length, out, dst);
+      if (containsPhi(v, start, end, plan.formats)) return emit(redaction, 0, redaction.length, out, dst);
       return emit(v, start, end, out, dst);
     default:
       return emit(redaction, 0, redaction.length, out, dst);
@@ -475,32 +510,102 @@ function writeEmail(
 //          ([A-Za-z0-9-] or non-ASCII, one or more), a '.', and at least one more label character. 'a@b.co' matches;
 //          'user@localhost', '@example.com' and 'a@.com' do not.
 //   Date   ISO 'YYYY-MM-DD' with month 01-12 and day 01-31, not followed by a digit (a timestamp's date matches).
+//          Numeric 'A/B/Y', 'A.B.Y' or 'A-B-Y' (one separator twice): A and B of 1 or 2 digits, one of them a month
+//          (1-12) and the other a day (1-31), Y of exactly 2 or 4 digits ('7/2/1984', '02.07.84', '12-31-1999').
+//          With a month name (see MONTH_NAMES; any case, an optional '.' after it): 'July 2, 1984', 'Jul 2nd 1984',
+//          'Jul-02-1984', '2 July 1984', '02-Jul-1984', '2nd Jul., 1984': a day of 1 or 2 digits (1-31) with an
+//          optional st/nd/rd/th, the parts separated by one ' ' or '-' (an optional ',' before the year), a 4-digit
+//          year. The name must stand as a word (not preceded or followed by a letter).
 //   ZIP    exactly 5 digits (not followed by a digit); a ZIP+4 matches through its first 5. Note that this makes any
 //          standalone 5-digit number (e.g. 12345.67) a match.
+//   Street a house number of 1 to 6 digits (an optional single letter right after it, '221B'), one ' ', then up
+//          to 5 words separated by one ' ' (each optionally followed by '.'), of which one after the first is a
+//          street suffix (STREET_SUFFIXES, any case, standing as a word); the words before it start with an
+//          upper-case letter or are ordinals ('5th'). '123 Main St', '1600 Pennsylvania Avenue', '12 W. 5th Ave.'.
+//   PO box 'P', an optional '.', an optional ' ', 'O', an optional '.', one ' ', 'BOX', one ' ', an optional '#', a
+//          digit (any case; at the start of a word): 'PO Box 12', 'p.o. box #7'.
+//   URL    at the start of a word, 'http://', 'https://' or 'ftp://' and a letter or digit, or 'www.' and a letter or
+//          digit (any case).
+//   IPv4   four decimal parts of 1-3 digits, each at most 255, joined by '.', not followed by a digit or by '.' and a
+//          digit.
+//   IPv6   groups of 1-4 hex digits joined by ':', eight of them, or one to seven with one '::' among them (leading
+//          or trailing too: '::1', 'fe80::1'); it starts at a hex digit or ':' not preceded by a letter, a digit or
+//          ':', and is not followed by a letter or digit. '10:30:00' (three groups, no '::') does not match.
+//   MAC    six pairs of hex digits joined by one separator, ':' or '-' throughout, at the same starts as IPv6, not
+//          followed by a letter or digit ('00:1a:2b:3c:4d:5e'): a device identifier.
+//   VIN    17 of [0-9A-HJ-NPR-Z] (upper case; no I, O or Q), at least one letter and one digit, standing as a word
+//          (not preceded or followed by an ASCII letter or digit): a vehicle identification number.
+//   Format each of the plan's identifier formats (MRN, health plan, account, licence, serial numbers): '#' a digit,
+//          '@' an ASCII letter, any other byte itself (ASCII letters in either case), standing as a word.
 
-/** True when v[start, end) contains an SSN, a phone number, an e-mail address, a card number, an ISO date or a ZIP. */
-export function containsPhi(v: Uint8Array, start = 0, end = v.length): boolean {
-  return findPhi(v, start, end) !== undefined;
+const NO_FORMATS: readonly Uint8Array[] = [];
+
+/** True when v[start, end) contains an identifier one of the detectors recognises. */
+export function containsPhi(
+  v: Uint8Array,
+  start = 0,
+  end = v.length,
+  formats: readonly Uint8Array[] = NO_FORMATS,
+): boolean {
+  return findPhi(v, start, end, formats) !== undefined;
 }
 
-export type PhiKind = 'ssn' | 'phone' | 'card' | 'date' | 'zip' | 'email';
+export type PhiKind =
+  | 'ssn'
+  | 'phone'
+  | 'card'
+  | 'date'
+  | 'zip'
+  | 'email'
+  | 'address'
+  | 'url'
+  | 'ip'
+  | 'mac'
+  | 'vin'
+  | 'identifier';
 
-/** The first detector that fires, scanning left to right (at one position: e-mail, SSN, phone, card, date, ZIP). */
-export function findPhi(v: Uint8Array, start = 0, end = v.length): PhiKind | undefined {
+/**
+ * The first detector that fires, scanning left to right. At one position, in this order: e-mail ('@'); at a digit
+ * not preceded by one: SSN, phone, card, dates, street address, IPv4, ZIP; at '+' or '(' not preceded by a digit:
+ * phone; at a letter not preceded by one: URL, date, PO box; at any byte not preceded by a letter or digit: VIN and
+ * the formats, then (at a hex digit or ':' not preceded by ':') MAC and IPv6.
+ */
+export function findPhi(
+  v: Uint8Array,
+  start = 0,
+  end = v.length,
+  formats: readonly Uint8Array[] = NO_FORMATS,
+): PhiKind | undefined {
   let previous = 0;
   for (let p = start; p < end; p++) {
     const c = v[p];
     if (c === 0x40) {
       if (emailAt(v, start, p, end)) return 'email';
-    } else if (!isDigit(previous)) {
-      if (isDigit(c)) {
+    } else if (isDigit(c)) {
+      if (!isDigit(previous)) {
         if (ssnAt(v, p, end)) return 'ssn';
         if (phoneAt(v, p, end)) return 'phone';
         if (cardAt(v, p, end)) return 'card';
-        if (isoDateAt(v, p, end)) return 'date';
+        if (isoDateAt(v, p, end) || numericDateAt(v, p, end) || dayMonthDateAt(v, p, end)) return 'date';
+        if (streetAddressAt(v, p, end)) return 'address';
+        if (ipv4At(v, p, end)) return 'ip';
         if (zipAt(v, p, end)) return 'zip';
-      } else if (c === 0x2b || c === 0x28) {
-        if (phoneAt(v, p, end)) return 'phone';
+      }
+    } else if (c === 0x2b || c === 0x28) {
+      if (!isDigit(previous) && phoneAt(v, p, end)) return 'phone';
+    } else if (isAsciiLetter(c)) {
+      if (!isAsciiLetter(previous)) {
+        if (urlAt(v, p, end)) return 'url';
+        if (monthDayDateAt(v, p, end)) return 'date';
+        if (poBoxAt(v, p, end)) return 'address';
+      }
+    }
+    if (!isAsciiAlnum(previous)) {
+      if (vinAt(v, p, end)) return 'vin';
+      for (const format of formats) if (formatAt(v, p, end, format)) return 'identifier';
+      if (previous !== 0x3a && (isHexDigit(c) || c === 0x3a)) {
+        if (macAt(v, p, end)) return 'mac';
+        if (ipv6At(v, p, end)) return 'ip';
       }
     }
     previous = c;
@@ -612,6 +717,332 @@ function isoDateAt(v: Uint8Array, start: number, end: number): boolean {
 
 function zipAt(v: Uint8Array, start: number, end: number): boolean {
   return digitsAt(v, start, 5, end) && endsNumber(v, start + 5, end);
+}
+
+const isAsciiLetter = (c: number): boolean => (c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a;
+const isHexDigit = (c: number): boolean => isDigit(c) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x66);
+const lower = (c: number): number => (isAsciiLetter(c) ? c | 0x20 : c);
+
+/** The digits at p (at most `max` + 1 are looked at): their count, or -1 when more than `max` follow. */
+function digitRun(v: Uint8Array, p: number, max: number, end: number): number {
+  let n = 0;
+  while (isDigit(byteAt(v, p + n, end))) {
+    if (n === max) return -1;
+    n++;
+  }
+  return n;
+}
+
+function numberAt(v: Uint8Array, p: number, count: number): number {
+  let value = 0;
+  for (let i = 0; i < count; i++) value = value * 10 + (v[p + i] - 0x30);
+  return value;
+}
+
+/** 'A/B/Y', 'A.B.Y', 'A-B-Y': one of A, B a month and the other a day; Y of 2 or 4 digits. */
+function numericDateAt(v: Uint8Array, start: number, end: number): boolean {
+  const aDigits = digitRun(v, start, 2, end);
+  if (aDigits <= 0) return false;
+  const separator = byteAt(v, start + aDigits, end);
+  if (separator !== 0x2f && separator !== 0x2e && separator !== 0x2d) return false;
+  const b = start + aDigits + 1;
+  const bDigits = digitRun(v, b, 2, end);
+  if (bDigits <= 0 || byteAt(v, b + bDigits, end) !== separator) return false;
+  const yearDigits = digitRun(v, b + bDigits + 1, 4, end);
+  if (yearDigits !== 2 && yearDigits !== 4) return false;
+  const first = numberAt(v, start, aDigits);
+  const second = numberAt(v, b, bDigits);
+  if (first === 0 || second === 0) return false;
+  return (first <= 12 && second <= 31) || (first <= 31 && second <= 12);
+}
+
+/** Month names and abbreviations a date may spell out (matched in any case, as whole words). */
+const MONTH_NAMES: ReadonlySet<string> = new Set([
+  'january',
+  'february',
+  'march',
+  'april',
+  'may',
+  'june',
+  'july',
+  'august',
+  'september',
+  'october',
+  'november',
+  'december',
+  'jan',
+  'feb',
+  'mar',
+  'apr',
+  'jun',
+  'jul',
+  'aug',
+  'sep',
+  'sept',
+  'oct',
+  'nov',
+  'dec',
+]);
+
+/** The letters of the word at p, lower case, when it is at most `max` long; '' otherwise. */
+function wordAt(v: Uint8Array, p: number, max: number, end: number): string {
+  let word = '';
+  while (isAsciiLetter(byteAt(v, p + word.length, end))) {
+    if (word.length === max) return '';
+    word += String.fromCharCode(v[p + word.length] | 0x20);
+  }
+  return word;
+}
+
+/** After a month name at p (and an optional '.'): the position, or -1 when no month name stands there. */
+function afterMonthName(v: Uint8Array, p: number, end: number): number {
+  const word = wordAt(v, p, 9, end);
+  if (!MONTH_NAMES.has(word)) return -1;
+  const after = p + word.length;
+  return byteAt(v, after, end) === 0x2e ? after + 1 : after;
+}
+
+/** After a day of the month (1-31) at p, with an optional st/nd/rd/th: the position, or -1. */
+function afterDay(v: Uint8Array, p: number, end: number): number {
+  const digits = digitRun(v, p, 2, end);
+  if (digits <= 0) return -1;
+  const day = numberAt(v, p, digits);
+  if (day === 0 || day > 31) return -1;
+  const after = p + digits;
+  return isOrdinalSuffix(v, after, end) && !isAsciiLetter(byteAt(v, after + 2, end)) ? after + 2 : after;
+}
+
+/** The end of 1-3 digits followed by st/nd/rd/th and no letter or digit ('5th', '101st'), or -1. */
+function afterOrdinal(v: Uint8Array, p: number, end: number): number {
+  const digits = digitRun(v, p, 3, end);
+  if (digits <= 0) return -1;
+  const after = p + digits;
+  if (!isOrdinalSuffix(v, after, end) || isAsciiAlnum(byteAt(v, after + 2, end))) return -1;
+  return after + 2;
+}
+
+/** st, nd, rd or th (any case) at p. */
+function isOrdinalSuffix(v: Uint8Array, p: number, end: number): boolean {
+  const pair = lower(byteAt(v, p, end)) * 256 + lower(byteAt(v, p + 1, end));
+  return pair === 0x7374 || pair === 0x6e64 || pair === 0x7264 || pair === 0x7468;
+}
+
+const skipDateSeparator = (v: Uint8Array, p: number, end: number): number => {
+  const c = byteAt(v, p, end);
+  return c === 0x20 || c === 0x2d ? p + 1 : p;
+};
+
+/** A 4-digit year at p, not followed by a digit. */
+const yearAt = (v: Uint8Array, p: number, end: number): boolean => digitRun(v, p, 4, end) === 4;
+
+/** 'July 2, 1984', 'Jul 2nd 1984', 'Jul-02-1984': at the start of a word. */
+function monthDayDateAt(v: Uint8Array, start: number, end: number): boolean {
+  let p = afterMonthName(v, start, end);
+  if (p < 0) return false;
+  const separator = byteAt(v, p, end);
+  if (separator !== 0x20 && separator !== 0x2d) return false;
+  p = afterDay(v, p + 1, end);
+  if (p < 0 || isAsciiLetter(byteAt(v, p, end))) return false;
+  if (byteAt(v, p, end) === 0x2c) p++;
+  return yearAt(v, skipDateSeparator(v, p, end), end);
+}
+
+/** '2 July 1984', '02-Jul-1984', '2nd Jul., 1984', '02JUL1984': at a digit not preceded by one. */
+function dayMonthDateAt(v: Uint8Array, start: number, end: number): boolean {
+  let p = afterDay(v, start, end);
+  if (p < 0) return false;
+  p = skipDateSeparator(v, p, end);
+  p = afterMonthName(v, p, end);
+  if (p < 0) return false;
+  if (byteAt(v, p, end) === 0x2c) p++;
+  return yearAt(v, skipDateSeparator(v, p, end), end);
+}
+
+/** Street suffixes (USPS abbreviations and words) that end a street name; matched in any case, as whole words. */
+const STREET_SUFFIXES: ReadonlySet<string> = new Set([
+  'street',
+  'st',
+  'avenue',
+  'ave',
+  'av',
+  'road',
+  'rd',
+  'boulevard',
+  'blvd',
+  'drive',
+  'lane',
+  'ln',
+  'way',
+  'court',
+  'ct',
+  'place',
+  'pl',
+  'terrace',
+  'circle',
+  'cir',
+  'parkway',
+  'pkwy',
+  'highway',
+  'hwy',
+  'square',
+  'sq',
+  'trail',
+]);
+
+/** '123 Main St', '221B Baker Street', '12 W. 5th Ave.': at a digit not preceded by one. */
+function streetAddressAt(v: Uint8Array, start: number, end: number): boolean {
+  const digits = digitRun(v, start, 6, end);
+  if (digits <= 0) return false;
+  let p = start + digits;
+  if (isAsciiLetter(byteAt(v, p, end)) && !isAsciiLetter(byteAt(v, p + 1, end))) p++; // 221B
+  if (byteAt(v, p, end) !== 0x20) return false;
+  p++;
+  for (let word = 0; word < 5; word++) {
+    const c = byteAt(v, p, end);
+    let next: number;
+    if (isAsciiLetter(c)) {
+      const text = wordAt(v, p, 20, end);
+      if (text === '') return false;
+      next = p + text.length;
+      if (isDigit(byteAt(v, next, end))) return false;
+      if (word > 0 && STREET_SUFFIXES.has(text)) return true;
+      if (c > 0x5a) return false; // a name word starts upper case
+    } else {
+      next = afterOrdinal(v, p, end); // '5th', '42nd', '101st'
+      if (next < 0) return false;
+    }
+    if (byteAt(v, next, end) === 0x2e) next++;
+    if (byteAt(v, next, end) !== 0x20) return false;
+    p = next + 1;
+  }
+  return false;
+}
+
+/** 'PO Box 12', 'P.O. Box 7', 'p o box #3': at the start of a word. */
+function poBoxAt(v: Uint8Array, start: number, end: number): boolean {
+  if (lower(v[start]) !== 0x70) return false;
+  let p = start + 1;
+  if (byteAt(v, p, end) === 0x2e) p++;
+  if (byteAt(v, p, end) === 0x20) p++;
+  if (lower(byteAt(v, p, end)) !== 0x6f) return false;
+  p++;
+  if (byteAt(v, p, end) === 0x2e) p++;
+  if (byteAt(v, p, end) !== 0x20) return false;
+  p++;
+  if (!lettersAt(v, p, 'box ', end)) return false;
+  p += 4;
+  if (byteAt(v, p, end) === 0x23) p++;
+  return isDigit(byteAt(v, p, end));
+}
+
+/** v[p...] starts with `text` (lower-case ASCII), letters compared in any case. */
+function lettersAt(v: Uint8Array, p: number, text: string, end: number): boolean {
+  if (end - p < text.length) return false;
+  for (let i = 0; i < text.length; i++) if (lower(v[p + i]) !== text.charCodeAt(i)) return false;
+  return true;
+}
+
+/** 'http://', 'https://', 'ftp://' or 'www.' followed by a letter or digit: at the start of a word. */
+function urlAt(v: Uint8Array, start: number, end: number): boolean {
+  for (const scheme of ['http://', 'https://', 'ftp://', 'www.']) {
+    if (lettersAt(v, start, scheme, end)) return isAsciiAlnum(byteAt(v, start + scheme.length, end));
+  }
+  return false;
+}
+
+/** Four parts of 1-3 digits (each <= 255) joined by '.', not followed by a digit or by '.' and a digit. */
+function ipv4At(v: Uint8Array, start: number, end: number): boolean {
+  let p = start;
+  for (let part = 0; part < 4; part++) {
+    if (part > 0) {
+      if (byteAt(v, p, end) !== 0x2e) return false;
+      p++;
+    }
+    const digits = digitRun(v, p, 3, end);
+    if (digits <= 0 || numberAt(v, p, digits) > 255) return false;
+    p += digits;
+  }
+  return !(byteAt(v, p, end) === 0x2e && isDigit(byteAt(v, p + 1, end)));
+}
+
+/** The hex digits at p (at most 5 looked at). */
+function hexRun(v: Uint8Array, p: number, end: number): number {
+  let n = 0;
+  while (n < 5 && isHexDigit(byteAt(v, p + n, end))) n++;
+  return n;
+}
+
+/** Eight groups of 1-4 hex digits joined by ':', or fewer (at least one) with one '::'; then no letter or digit. */
+function ipv6At(v: Uint8Array, start: number, end: number): boolean {
+  let p = start;
+  let groups = 0;
+  let compressed = false;
+  if (byteAt(v, p, end) === 0x3a) {
+    if (byteAt(v, p + 1, end) !== 0x3a) return false;
+    compressed = true;
+    p += 2;
+  }
+  for (;;) {
+    const digits = hexRun(v, p, end);
+    if (digits === 0) break;
+    if (digits > 4 || groups === 8) return false;
+    groups++;
+    p += digits;
+    if (byteAt(v, p, end) !== 0x3a) break;
+    if (byteAt(v, p + 1, end) === 0x3a) {
+      if (compressed) return false;
+      compressed = true;
+      p += 2;
+    } else {
+      if (!isHexDigit(byteAt(v, p + 1, end))) return false;
+      p++;
+    }
+  }
+  if (isAsciiAlnum(byteAt(v, p, end))) return false;
+  return compressed ? groups >= 1 && groups <= 7 : groups === 8;
+}
+
+/** Six pairs of hex digits joined by ':' or '-' (the same throughout), not followed by a letter or digit. */
+function macAt(v: Uint8Array, start: number, end: number): boolean {
+  const separator = byteAt(v, start + 2, end);
+  if (separator !== 0x3a && separator !== 0x2d) return false;
+  for (let pair = 0; pair < 6; pair++) {
+    const p = start + pair * 3;
+    if (!isHexDigit(byteAt(v, p, end)) || !isHexDigit(byteAt(v, p + 1, end))) return false;
+    if (pair < 5 && byteAt(v, p + 2, end) !== separator) return false;
+  }
+  return !isAsciiAlnum(byteAt(v, start + 17, end));
+}
+
+/** 17 of [0-9A-HJ-NPR-Z] with a letter and a digit, not followed by a letter or digit. */
+function vinAt(v: Uint8Array, start: number, end: number): boolean {
+  if (end - start < 17) return false;
+  let letters = 0;
+  let digits = 0;
+  for (let i = 0; i < 17; i++) {
+    const c = v[start + i];
+    if (isDigit(c)) digits++;
+    else if (c >= 0x41 && c <= 0x5a && c !== 0x49 && c !== 0x4f && c !== 0x51) letters++;
+    else return false;
+  }
+  return letters > 0 && digits > 0 && !isAsciiAlnum(byteAt(v, start + 17, end));
+}
+
+/** One identifier format at p: '#' a digit, '@' a letter, anything else itself (letters in any case). */
+function formatAt(v: Uint8Array, start: number, end: number, format: Uint8Array): boolean {
+  if (end - start < format.length) return false;
+  for (let i = 0; i < format.length; i++) {
+    const f = format[i];
+    const c = v[start + i];
+    if (f === 0x23) {
+      if (!isDigit(c)) return false;
+    } else if (f === 0x40) {
+      if (!isAsciiLetter(c)) return false;
+    } else if (lower(c) !== lower(f)) {
+      return false;
+    }
+  }
+  return !isAsciiAlnum(byteAt(v, start + format.length, end));
 }
 
 function isEmailLocal(c: number): boolean {

@@ -43,8 +43,8 @@ export class SessionMasker {
     private readonly impl: MaskerImpl,
     /** Told once per result description which columns are masked and by which rule (for the audit trail). */
     private readonly onPlan: ((columns: Array<{ column: string; rule: string }>) => void) | null = null,
-    /** Medical record numbers (masking.mrn_formats): the detectors' configurable part, checked here. */
-    private readonly mrnPattern: RegExp | null = null,
+    /** masking.mrn_formats and identifier_formats: the content detectors' configurable part, in the kernel's plan. */
+    private readonly identifierFormats: readonly string[] = [],
   ) {}
 
   /** The name of a result column for records: schema.table.column when its origin is known. */
@@ -129,16 +129,6 @@ export class SessionMasker {
       if (a.kind === 'pass') return { action: MaskAction.Pass };
       if (a.kind === 'detect') {
         detectColumns.push(i);
-        const mrn = this.mrnPattern;
-        if (mrn !== null) {
-          // After the kernel: a value it let through is redacted when it holds a configured MRN format.
-          const redaction = Buffer.from(this.redaction);
-          rewrites.set(i, (v) => {
-            if (!mrn.test(v.toString('utf8'))) return v;
-            stats.detectedFields++;
-            return redaction;
-          });
-        }
         return { action: MaskAction.Detect };
       }
       ruleOfColumn[i] = a.rule?.source ?? 'binary value';
@@ -180,7 +170,9 @@ export class SessionMasker {
         }
       }
     });
-    const masker = createRowMasker(buildMaskPlan(specs, this.redaction), this.impl);
+    // The formats matter to Detect columns only; a plan without one leaves them out (a smaller plan to load).
+    const formats = detectColumns.length > 0 ? this.identifierFormats : [];
+    const masker = createRowMasker(buildMaskPlan(specs, this.redaction, formats), this.impl);
     return { masks, expressionsReadMasked, masker, rewrites, ruleOfColumn, detectColumns };
   }
 }

@@ -38,8 +38,8 @@ export interface PolicyRuntime {
   readonly catalogColumns: readonly ColumnKey[];
   /** masking.redaction */
   readonly redaction: string;
-  /** masking.mrn_formats as one pattern; null when none is configured. */
-  readonly mrnPattern: RegExp | null;
+  /** masking.mrn_formats and identifier_formats: what the content detectors recognise besides their own kinds. */
+  readonly identifierFormats: readonly string[];
   /** masking.hash_key: the HMAC key of the hash mask; null when none is configured. */
   readonly hashKey: Buffer | null;
 }
@@ -67,26 +67,13 @@ export function buildPolicyRuntime(config: PgwardenConfig): PolicyRuntime {
       ]),
     ),
     redaction: config.masking.redaction,
-    mrnPattern: mrnPatternOf(config.masking.mrn_formats),
+    identifierFormats: [...config.masking.mrn_formats, ...config.masking.identifier_formats],
     hashKey: config.masking.hash_key === undefined ? null : hashKeyOf(config.masking.hash_key),
     lockout:
       lockout.max_failures > 0
         ? { maxFailures: lockout.max_failures, windowMs: lockout.window, cooldownMs: lockout.cooldown }
         : null,
   };
-}
-
-/**
- * MRN formats as one expression: `#` a digit, `@` a letter, anything else itself, standing alone (not inside a
- * longer run of letters and digits). Built from fixed pieces only, so no format can make it backtrack badly.
- */
-export function mrnPatternOf(formats: readonly string[]): RegExp | null {
-  if (formats.length === 0) return null;
-  const one = (f: string) =>
-    [...f]
-      .map((c) => (c === '#' ? '[0-9]' : c === '@' ? '[A-Za-z]' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
-      .join('');
-  return new RegExp(`(?<![0-9A-Za-z])(?:${formats.map(one).join('|')})(?![0-9A-Za-z])`);
 }
 
 function uniqueColumns(masks: ColumnKey[]): ColumnKey[] {

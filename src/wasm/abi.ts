@@ -29,9 +29,10 @@
 //
 // Encoded plan, little-endian u32, offsets from the plan's start:
 //
-//   +0         columnCount, redactionOffset, redactionLength, 0
+//   +0         columnCount, redactionOffset, redactionLength, formatCount
 //   +16        columnCount x (action, a, b, 0): PARTIAL a = keepFirst, b = keepLast; FIXED a = text offset, b = length
-//   then       the texts (redaction and fixed replacements), each at most MASK_MAX_TEXT_BYTES
+//   then       formatCount x (text offset, length): the identifier formats of DETECT
+//   then       the texts (redaction, fixed replacements, formats), each at most MASK_MAX_TEXT_BYTES
 //
 // maskReserve drops the loaded plan: JavaScript copies the plan in again and calls maskLoadPlan after growing.
 
@@ -86,7 +87,7 @@ export function framerLayout(base: number, chunkCapacity: number): FramerLayout 
 }
 
 /** Bumped whenever the masking exports, codes or layout change; the loader refuses a module built for another. */
-export const MASK_ABI_VERSION = 1;
+export const MASK_ABI_VERSION = 2;
 
 /** What the masking kernel does to one column (MASK_ACTION_* in assembly/mask.ts). */
 export const MaskAction = {
@@ -119,6 +120,10 @@ export const MASK_PLAN_HEADER_BYTES = 16;
 export const MASK_PLAN_ENTRY_BYTES = 16;
 export const MASK_MAX_TEXT_BYTES = 1024;
 export const MASK_MAX_COLUMNS = 0x7fff;
+/** Identifier formats (masking.mrn_formats, identifier_formats) per plan, and the longest one. */
+export const MASK_MAX_FORMATS = 64;
+export const MASK_MAX_FORMAT_BYTES = 64;
+export const MASK_FORMAT_ENTRY_BYTES = 8;
 
 export interface MaskLayout {
   readonly base: number;
@@ -199,6 +204,9 @@ export interface PgwardenExports {
   readonly MASK_PLAN_ENTRY_BYTES: WasmGlobal;
   readonly MASK_MAX_TEXT_BYTES: WasmGlobal;
   readonly MASK_MAX_COLUMNS: WasmGlobal;
+  readonly MASK_MAX_FORMATS: WasmGlobal;
+  readonly MASK_MAX_FORMAT_BYTES: WasmGlobal;
+  readonly MASK_FORMAT_ENTRY_BYTES: WasmGlobal;
   /** Makes room for a plan, an input row and an output row of these sizes; returns the region base. May grow memory. */
   maskReserve(planCapacity: number, inputCapacity: number, outputCapacity: number): number;
   maskPlanPtr(): number;
@@ -247,4 +255,7 @@ export const MASK_ABI_CONSTANTS: ReadonlyArray<readonly [keyof PgwardenExports, 
   ['MASK_PLAN_ENTRY_BYTES', MASK_PLAN_ENTRY_BYTES],
   ['MASK_MAX_TEXT_BYTES', MASK_MAX_TEXT_BYTES],
   ['MASK_MAX_COLUMNS', MASK_MAX_COLUMNS],
+  ['MASK_MAX_FORMATS', MASK_MAX_FORMATS],
+  ['MASK_MAX_FORMAT_BYTES', MASK_MAX_FORMAT_BYTES],
+  ['MASK_FORMAT_ENTRY_BYTES', MASK_FORMAT_ENTRY_BYTES],
 ];

@@ -948,7 +948,7 @@ describe('PHI masking through pgwarden', () => {
         harbor: { password: verifier.harbor, roles: ['harbor'] },
       },
       roles: { ...ROLES, harbor: { statements: STATEMENTS, tables: TABLES, safe_harbor: true } },
-      masking: { hash_key_file: keyFile },
+      masking: { hash_key_file: keyFile, mrn_formats: ['MRN-######'], identifier_formats: ['HPB-#########'] },
     });
   });
 
@@ -1188,6 +1188,40 @@ describe('PHI masking through pgwarden', () => {
       });
       expect(JSON.stringify(row)).not.toContain(FIRST.ssn);
       expect(JSON.stringify(row)).not.toContain(FIRST.dob);
+    });
+
+    // One value per Safe Harbor category the detectors cover beyond the patients table's columns, and text that
+    // only looks close: each is a column of one statement, so the kernel judges them side by side.
+    const HARBOR_SAMPLES: ReadonlyArray<readonly [category: string, text: string, redacted: boolean]> = [
+      ['date, US numeric', 'seen 07/02/1984 in clinic', true],
+      ['date, month name', 'born July 2, 1984', true],
+      ['date, day first', 'admitted 02-Jul-1984', true],
+      ['street address', 'lives at 221B Baker Street', true],
+      ['PO box', 'mail to P.O. Box 12', true],
+      ['URL', 'portal https://portal.example.org/p/42', true],
+      ['IPv4 address', 'logged in from 192.168.10.20', true],
+      ['IPv6 address', 'from fe80::1ff:fe23:4567:890a', true],
+      ['MAC address (device)', 'pump 00:1a:2b:3c:4d:5e', true],
+      ['VIN (vehicle)', 'car 1HGCM82633A004352', true],
+      ['MRN (mrn_formats)', 'chart mrn-004213', true],
+      ['health plan number (identifier_formats)', 'plan HPB-123456789', true],
+      ['clean note', 'Patient reports improved sleep; review in 2 weeks.', false],
+      ['clean diagnosis', 'Type 2 diabetes mellitus', false],
+      ['clean time', 'seen at 10:30:00', false],
+    ];
+
+    it('redacts dates, addresses, URLs, IP and MAC addresses, VINs and configured formats in free text', async () => {
+      const list = HARBOR_SAMPLES.map(([, text], i) => `${literal(text)}::text as c${i}`).join(', ');
+      for (const user of ['harbor', 'doctor'] as const) {
+        const outcome = await withSession(user, (s) => s.simple(`select ${list}`));
+        expect(outcome.ok).toBe(true);
+        if (!outcome.ok) return;
+        const row = outcome.rows[0] as Record<string, unknown>;
+        HARBOR_SAMPLES.forEach(([category, text, redacted], i) => {
+          // Safe Harbor redacts; a role without it (doctor) gets every text as it is.
+          expect(row[`c${i}`], `${user}: ${category}`).toBe(user === 'harbor' && redacted ? '***' : text);
+        });
+      }
     });
   });
 

@@ -323,6 +323,44 @@ describe('content detectors', () => {
     ['a@b.co', 'email'],
     ["write to o'brien+tag@mail.example.org today", 'email'],
     ['jürgen@bücher.de', 'email'],
+    ['7/2/1984', 'date'],
+    ['seen 07/02/84 at noon', 'date'],
+    ['02.07.1984', 'date'],
+    ['12-31-1999', 'date'],
+    ['31/12/99', 'date'],
+    ['July 2, 1984', 'date'],
+    ['born jul 2nd 1984', 'date'],
+    ['Jul-02-1984', 'date'],
+    ['Sept. 30 2001', 'date'],
+    ['2 July 1984', 'date'],
+    ['02-Jul-1984', 'date'],
+    ['2nd Jul., 1984', 'date'],
+    ['DOB 02JUL1984', 'date'],
+    ['1 December 2024', 'date'],
+    ['123 Main St', 'address'],
+    ['lives at 221B Baker Street, London', 'address'],
+    ['1600 Pennsylvania Avenue NW', 'address'],
+    ['12 W. 5th Ave.', 'address'],
+    ['350 5th Avenue', 'address'],
+    ['9 Old Mill rd', 'address'],
+    ['PO Box 12', 'address'],
+    ['p.o. box #7', 'address'],
+    ['P O Box 3', 'address'],
+    ['see https://portal.example.org/me', 'url'],
+    ['HTTP://x.y', 'url'],
+    ['ftp://files', 'url'],
+    ['www.example.org', 'url'],
+    ['from 192.168.1.20 today', 'ip'],
+    ['10.0.0.1', 'ip'],
+    ['255.255.255.255', 'ip'],
+    ['2001:db8::8a2e:370:7334', 'ip'],
+    ['fe80::1', 'ip'],
+    ['::1', 'ip'],
+    ['2001:0db8:85a3:0000:0000:8a2e:0370:7334', 'ip'],
+    ['device 00:1a:2b:3c:4d:5e', 'mac'],
+    ['AA-BB-CC-DD-EE-FF', 'mac'],
+    ['VIN 1HGCM82633A004352', 'vin'],
+    ['1HGCM82633A004352', 'vin'],
   ];
 
   const negatives = [
@@ -353,6 +391,35 @@ describe('content detectors', () => {
     'a@b.',
     'a @b.com',
     'price 1234.56 USD',
+    '13/13/1984',
+    '0/12/1984',
+    '7/2/198',
+    '7/2-1984',
+    '1.2.3',
+    'Julyish 2, 1984',
+    'July 32, 1984',
+    'July 2 84',
+    'Mayday 2 1984',
+    'may improve in 2 weeks',
+    '5 patients saw Dr Smith',
+    '12 main st',
+    'Main St',
+    'Box 12',
+    'http://',
+    'see www.',
+    'xhttp://a.b',
+    '256.1.1.1',
+    '10:30:00',
+    '12:30',
+    'select x::int',
+    'ab::int',
+    '00:1a:2b:3c:4d',
+    '00:1a-2b:3c:4d:5e',
+    '1HGCM8263BA04B52',
+    '1HGCM8263BA04B52XY',
+    '1hgcm8263ba04b52x',
+    'IHGCM8263BA04B52X',
+    'ABCDEFGHJKLMNPRST',
   ];
 
   it.each(positives)('finds %s (%s)', (text, kind) => {
@@ -363,6 +430,29 @@ describe('content detectors', () => {
   it.each(negatives.map((t) => [t]))('passes %j', (text) => {
     expect(findPhi(Buffer.from(text))).toBeUndefined();
     expect(maskOne({ action: A.Detect }, text)).toBe(text);
+  });
+
+  it('finds the configured identifier formats as whole words, letters in any case', () => {
+    const formats = ['MRN-######', '@@#######', 'HP#####-##'].map((f) => Buffer.from(f));
+    const plan = buildMaskPlan([{ action: A.Detect }], '***', ['MRN-######', '@@#######', 'HP#####-##']);
+    const cases: Array<[string, boolean]> = [
+      ['MRN-004213', true],
+      ['chart mrn-004213.', true],
+      ['AB1234567', true],
+      ['plan hp12345-67 active', true],
+      ['MRN-0421', false],
+      ['MRN-0042135', false],
+      ['XMRN-004213', false],
+      ['AB12345678', false],
+      ['A11234567', false],
+    ];
+    for (const [text, found] of cases) {
+      expect(findPhi(Buffer.from(text), 0, Buffer.byteLength(text), formats), text).toBe(
+        found ? 'identifier' : undefined,
+      );
+      const [masked] = readDataRow(maskBoth(dataRow([text]), plan));
+      expect(masked?.toString('utf8'), text).toBe(found ? '***' : text);
+    }
   });
 
   it('keeps NULL and passes non-ASCII text without identifiers', () => {
@@ -534,6 +624,19 @@ const detectorText = fc
   })
   .map((chars) => chars.join(''));
 
+// Text built from the pieces the word-shaped detectors (dates with month names, street addresses, URLs, IP and MAC
+// addresses, VINs, identifier formats) look at, so that they fire, and nearly fire, often.
+const wordyText = fc
+  .array(
+    fc.constantFrom(
+      ...['Jul', 'july', 'Sept', 'may', '2nd', '31', '1984', '02', ' ', ' ', ',', '-', '.', '/', ':', '::'],
+      ...['Main', 'St', 'avenue', '5th', '221B', 'PO', 'p.o.', 'Box', '#', 'www.', 'http://', 'ftp://', 'x'],
+      ...['fe80', 'ab', '0', '192', '255', '1HGCM82633A004352', 'MRN-', '004213', 'AB', '1234567'],
+    ),
+    { maxLength: 12 },
+  )
+  .map((pieces) => pieces.join(''));
+
 const valueArb: fc.Arbitrary<Value> = fc.oneof(
   { weight: 1, arbitrary: fc.constant(null) },
   { weight: 1, arbitrary: fc.constant('') },
@@ -541,6 +644,7 @@ const valueArb: fc.Arbitrary<Value> = fc.oneof(
   { weight: 2, arbitrary: fc.string({ unit: 'grapheme', maxLength: 12 }) },
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 24 }) },
   { weight: 3, arbitrary: detectorText },
+  { weight: 3, arbitrary: wordyText },
   {
     weight: 1,
     arbitrary: fc.constantFrom(
@@ -571,12 +675,26 @@ const specArb: fc.Arbitrary<MaskColumnSpec> = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 12 }).map((fixed): MaskColumnSpec => ({ action: A.Fixed, fixed })),
 );
 
+// Identifier formats as configured: '#' digits and '@' letters among literal characters.
+const formatArb = fc
+  .array(fc.constantFrom(...'###@@MRN-AB'.split('')), { minLength: 1, maxLength: 10 })
+  .map((chars) => chars.join(''));
+
 const caseArb = fc.record({
   columns: fc.array(fc.tuple(valueArb, specArb), { maxLength: 40 }),
   redaction: fc.oneof(fc.constant('***'), fc.string({ unit: 'binary', maxLength: 8 })),
+  formats: fc.oneof(
+    fc.constant([]),
+    fc.constant(['MRN-######', '@@#######']),
+    fc.array(formatArb, { maxLength: 3 }),
+  ),
 });
 
-function toCase(c: { columns: Array<[Value, MaskColumnSpec]>; redaction: string }): {
+function toCase(c: {
+  columns: Array<[Value, MaskColumnSpec]>;
+  redaction: string;
+  formats: readonly string[];
+}): {
   row: Buffer;
   plan: MaskPlan;
 } {
@@ -585,6 +703,7 @@ function toCase(c: { columns: Array<[Value, MaskColumnSpec]>; redaction: string 
     plan: buildMaskPlan(
       c.columns.map(([, spec]) => spec),
       c.redaction,
+      c.formats,
     ),
   };
 }

@@ -10,7 +10,6 @@ import {
   ResultTracker,
 } from '../../src/masking/result-tracker.js';
 import { SessionMasker } from '../../src/masking/session-masker.js';
-import { mrnPatternOf } from '../../src/policy/policy-runtime.js';
 import { BackendCode } from '../../src/protocol/codes.js';
 
 function tagged(code: string, body: Buffer): Buffer {
@@ -293,24 +292,17 @@ describe('SessionMasker', () => {
   }
 });
 
-describe('MRN formats (masking.mrn_formats)', () => {
-  it('compile # to a digit and @ to a letter, matching whole tokens only', () => {
-    const p = mrnPatternOf(['MRN-######', '@@#####'])!;
-    expect(p.test('seen as MRN-004213 today')).toBe(true);
-    expect(p.test('AB12345')).toBe(true);
-    expect(p.test('XMRN-004213')).toBe(false);
-    expect(p.test('MRN-0042131')).toBe(false);
-    expect(p.test('MRN.004213')).toBe(false); // the dash is literal
-    expect(mrnPatternOf([])).toBeNull();
-  });
-
-  it('redact expression values that hold one, after the kernel', () => {
-    const masker = new SessionMasker(catalog, '***', null, 'typescript', null, mrnPatternOf(['MRN-######']));
-    const desc = decodeRowDescription(rowDescription([{ name: 'note', table: 0, attnum: 0 }]));
-    const masks = new Map([['public.patients.ssn', parseMaskFunction('redact', 'ssn')]]);
-    expect(rowValues(masker.mask(dataRow(['chart MRN-004213']), desc, masks, false))).toEqual(['***']);
-    expect(rowValues(masker.mask(dataRow(['chart MRN-4213']), desc, masks, false))).toEqual([
-      'chart MRN-4213',
-    ]);
+describe('identifier formats (masking.mrn_formats, identifier_formats)', () => {
+  it('go into the plan of results with a detect column, where the kernel redacts values that hold one', () => {
+    for (const impl of ['wasm', 'typescript'] as const) {
+      const masker = new SessionMasker(catalog, '***', null, impl, null, ['MRN-######', 'HP#####-##']);
+      const desc = decodeRowDescription(rowDescription([{ name: 'note', table: 0, attnum: 0 }]));
+      const masks = new Map([['public.patients.ssn', parseMaskFunction('redact', 'ssn')]]);
+      expect(rowValues(masker.mask(dataRow(['chart mrn-004213']), desc, masks, false))).toEqual(['***']);
+      expect(rowValues(masker.mask(dataRow(['plan HP12345-67']), desc, masks, false))).toEqual(['***']);
+      expect(rowValues(masker.mask(dataRow(['chart MRN-4213']), desc, masks, false))).toEqual([
+        'chart MRN-4213',
+      ]);
+    }
   });
 });
