@@ -451,41 +451,82 @@ function writeEmail(value: usize, length: u32, dst: usize, room: usize): i32 {
 /** Bit (letter - 'a') set for the letters a month name starts with: a, d, f, j, m, n, o, s. */
 const MONTH_INITIALS: u32 = (1 << 0) | (1 << 3) | (1 << 5) | (1 << 9) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 18);
 
-/** True when [value, end) contains an identifier one of the detectors (or the plan's formats) recognises. */
+/**
+ * True when [value, end) contains an identifier one of the detectors (or the plan's formats) recognises.
+ *
+ * The twin tries every byte; here 16 bytes at a time are classified with SIMD first (letters, digits, '@', '+', '(',
+ * ':') and phiAt runs only where it could fire: at those bytes that start a run of digits or letters, at the four
+ * punctuation bytes, and (when the plan has formats) after any byte that is not a letter or digit. Everywhere else
+ * phiAt is false by its own conditions, so both scans find the same. In running text this skips most bytes.
+ */
 function containsPhi(value: usize, end: usize): bool {
+  let p = value;
   let previous: u32 = 0;
-  for (let p = value; p < end; p++) {
-    const c = <u32>load<u8>(p);
-    if (c == 0x40) {
-      if (emailAt(value, p, end)) return true;
-    } else if (isDigit(c)) {
-      if (!isDigit(previous)) {
-        if (ssnAt(p, end) || phoneAt(p, end) || cardAt(p, end)) return true;
-        if (isoDateAt(p, end) || numericDateAt(p, end) || dayMonthDateAt(p, end)) return true;
-        if (streetAddressAt(p, end) || ipv4At(p, end) || zipAt(p, end)) return true;
-      }
-    } else if (c == 0x2b || c == 0x28) {
-      if (!isDigit(previous) && phoneAt(p, end)) return true;
-    } else if (isAsciiLetter(c)) {
-      if (!isAsciiLetter(previous)) {
-        // Each word-shaped detector can only start at some letters: the first byte decides which are tried.
-        const first = c | 0x20;
-        if ((first == 0x68 || first == 0x66 || first == 0x77) && urlAt(p, end)) return true; // h f w
-        if (((1 << (first - 0x61)) & MONTH_INITIALS) != 0 && monthDayDateAt(p, end)) return true;
-        if (first == 0x70 && poBoxAt(p, end)) return true; // p
-      }
+  const anyStart: i32 = formatCount > 0 ? 0xffff : 0;
+  while (end - p >= 16) {
+    const v = v128.load(p);
+    const letters = i8x16.bitmask(
+      i8x16.lt_u(i8x16.sub(v128.or(v, i8x16.splat(0x20)), i8x16.splat(0x61)), i8x16.splat(26)),
+    );
+    const digits = i8x16.bitmask(i8x16.lt_u(i8x16.sub(v, i8x16.splat(0x30)), i8x16.splat(10)));
+    const marks = i8x16.bitmask(
+      v128.or(
+        v128.or(i8x16.eq(v, i8x16.splat(0x40)), i8x16.eq(v, i8x16.splat(0x2b))),
+        v128.or(i8x16.eq(v, i8x16.splat(0x28)), i8x16.eq(v, i8x16.splat(0x3a))),
+      ),
+    );
+    // Bit i of these: byte i - 1 (bit 0: the byte before the block) is a letter / a digit.
+    const afterLetter = (letters << 1) | <i32>isAsciiLetter(previous);
+    const afterDigit = (digits << 1) | <i32>isDigit(previous);
+    let candidates =
+      (marks | (digits & ~afterDigit) | (letters & ~afterLetter) | (anyStart & ~(afterLetter | afterDigit))) & 0xffff;
+    while (candidates != 0) {
+      const i = <usize>ctz(candidates);
+      const before = i == 0 ? previous : <u32>load<u8>(p + i - 1);
+      if (phiAt(value, p + i, end, before)) return true;
+      candidates &= candidates - 1;
     }
-    if (!isAsciiAlnum(previous)) {
-      if ((isDigit(c) || c - 0x41 < 26) && vinAt(p, end)) return true;
-      for (let f: u32 = 0; f < formatCount; f++) {
-        const entry = formatTable + <usize>(f * MASK_FORMAT_ENTRY_BYTES);
-        if (formatAt(p, end, planPtr + <usize>load<u32>(entry), load<u32>(entry, 4))) return true;
-      }
-      if (previous != 0x3a && (isHexDigit(c) || c == 0x3a)) {
-        if (macAt(p, end) || ipv6At(p, end)) return true;
-      }
+    previous = <u32>load<u8>(p + 15);
+    p += 16;
+  }
+  for (; p < end; p++) {
+    if (phiAt(value, p, end, previous)) return true;
+    previous = <u32>load<u8>(p);
+  }
+  return false;
+}
+
+/** Whether a detector fires at p (previous: the byte before it, 0 at the value's start); findPhi's loop body. */
+function phiAt(value: usize, p: usize, end: usize, previous: u32): bool {
+  const c = <u32>load<u8>(p);
+  if (c == 0x40) {
+    if (emailAt(value, p, end)) return true;
+  } else if (isDigit(c)) {
+    if (!isDigit(previous)) {
+      if (ssnAt(p, end) || phoneAt(p, end) || cardAt(p, end)) return true;
+      if (isoDateAt(p, end) || numericDateAt(p, end) || dayMonthDateAt(p, end)) return true;
+      if (streetAddressAt(p, end) || ipv4At(p, end) || zipAt(p, end)) return true;
     }
-    previous = c;
+  } else if (c == 0x2b || c == 0x28) {
+    if (!isDigit(previous) && phoneAt(p, end)) return true;
+  } else if (isAsciiLetter(c)) {
+    if (!isAsciiLetter(previous)) {
+      // Each word-shaped detector can only start at some letters: the first byte decides which are tried.
+      const first = c | 0x20;
+      if ((first == 0x68 || first == 0x66 || first == 0x77) && urlAt(p, end)) return true; // h f w
+      if (((1 << (first - 0x61)) & MONTH_INITIALS) != 0 && monthDayDateAt(p, end)) return true;
+      if (first == 0x70 && poBoxAt(p, end)) return true; // p
+    }
+  }
+  if (!isAsciiAlnum(previous)) {
+    if ((isDigit(c) || c - 0x41 < 26) && vinAt(p, end)) return true;
+    for (let f: u32 = 0; f < formatCount; f++) {
+      const entry = formatTable + <usize>(f * MASK_FORMAT_ENTRY_BYTES);
+      if (formatAt(p, end, planPtr + <usize>load<u32>(entry), load<u32>(entry, 4))) return true;
+    }
+    if (previous != 0x3a && (isHexDigit(c) || c == 0x3a)) {
+      if (macAt(p, end) || ipv6At(p, end)) return true;
+    }
   }
   return false;
 }
