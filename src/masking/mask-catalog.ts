@@ -29,7 +29,7 @@ export interface MaskCatalog {
   /**
    * View OID → attribute number → what that view column shows: the masked base columns it is computed from, and
    * whether it is one of them as it is (then it gets that column's mask; computed, it is redacted). A view whose
-   * definition could not be read column by column (a set operation) has no entry: it is masked whole.
+   * definition could not be read column by column (branches of unknown width) has no entry: it is masked whole.
    */
   readonly viewColumns: ReadonlyMap<number, ReadonlyMap<number, ViewColumn>>;
   /** `schema.table` → OID and every column in attribute order, for tables with a masked column (COPY TO). */

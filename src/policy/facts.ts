@@ -86,8 +86,9 @@ export interface StatementFacts {
   /** Set when the statement is a COPY ... TO; null otherwise. */
   readonly copyOut: CopyOut | null;
   /**
-   * A plain SELECT (no set operation): the column references behind each output column, in order — what a view
-   * defined by it shows in each of its columns. Null for anything else.
+   * A SELECT: the column references behind each output column, in order (for a set operation, those of every
+   * branch at that position) — what a view defined by it shows in each of its columns. Null for anything else, and
+   * when the branches of a set operation differ in length or a star is left in a select list.
    */
   readonly outputs: ReadonlyArray<SelectOutput> | null;
   /** Byte offset and length of this statement in the UTF-8 query text (libpg-query's stmt_location / stmt_len; length 0 = to the end). */

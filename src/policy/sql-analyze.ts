@@ -1271,17 +1271,27 @@ function columnRefsUnder(root: unknown, into: Map<string, ColumnRef>): void {
   }
 }
 
-/** The column references under each select-list entry of a plain SELECT; null with a set operation. */
+/**
+ * The column references under each output column of a SELECT. A set operation's output column i carries column i of
+ * every branch (what a view defined by `... UNION ALL ...` shows); it is direct when it is a plain column in every
+ * branch. Null when the branches' lengths differ or a branch has a star (its columns are not known here).
+ */
 function selectOutputs(body: Json): ReadonlyArray<SelectOutput> | null {
-  if (body.op !== undefined && body.op !== 'SETOP_NONE') return null;
-  return Object.freeze(
-    list(body.targetList).map((entry) => {
-      const refs = new Map<string, ColumnRef>();
+  let outputs: Array<{ refs: Map<string, ColumnRef>; direct: boolean }> | null = null;
+  for (const targets of setOperationBranches(body)) {
+    if (outputs !== null && outputs.length !== targets.length) return null;
+    const into: Array<{ refs: Map<string, ColumnRef>; direct: boolean }> =
+      outputs ?? targets.map(() => ({ refs: new Map<string, ColumnRef>(), direct: true }));
+    targets.forEach((entry, i) => {
       const val = nodeOf(entry, 'ResTarget')?.val;
-      const direct = nodeOf(val, 'ColumnRef') !== null;
-      columnRefsUnder(val, refs);
-      return Object.freeze({ refs: Object.freeze([...refs.values()]), direct });
-    }),
+      columnRefsUnder(val, into[i].refs);
+      into[i].direct &&= nodeOf(val, 'ColumnRef') !== null;
+    });
+    outputs = into;
+  }
+  if (outputs === null || outputs.some((o) => [...o.refs.values()].some((r) => r.name === '*'))) return null;
+  return Object.freeze(
+    outputs.map((o) => Object.freeze({ refs: Object.freeze([...o.refs.values()]), direct: o.direct })),
   );
 }
 

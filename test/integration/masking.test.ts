@@ -138,6 +138,7 @@ function literal(s: string): string {
 
 /** Everything this file creates, all named mk_*; dropped first too, in case an earlier run was cut short. */
 const FIXTURE_DROP = `
+  drop view if exists public.mk_patient_union;
   drop view if exists public.mk_patient_view_2;
   drop view if exists public.mk_patient_view;
   drop function if exists public.mk_ssn_of(int);
@@ -155,6 +156,8 @@ const FIXTURE_CREATE = `
     "value": "123-45-6789"}], "name": [{"family": "Holloway", "given": ["Margaret"]}], "gender": "female"}');
   create view public.mk_patient_view as select * from public.mk_patients;
   create view public.mk_patient_view_2 as select id, name, ssn from public.mk_patient_view;
+  create view public.mk_patient_union as select id, ssn, 'current'::text as src from public.mk_patients
+    union all select id + 1000, ssn, 'archived' from public.mk_patients;
   create function public.mk_ssn_of(int) returns text language sql stable as
     $$ select ssn from public.mk_patients where id = $1 $$;
   -- Raises a notice carrying the patient's SSN in the message, or in DETAIL and HINT only.
@@ -617,6 +620,15 @@ const CORPUS: readonly Attempt[] = [
   select('select * from mk_patient_view', ['name', 'ssn', 'dob', 'diagnosis'], 'view'),
   select(`select ssn as s from mk_patient_view_2 ${P1}`, ['ssn'], 'view of a view, filtered'),
   select('select name, ssn from mk_patient_view_2', ['name', 'ssn'], 'view of a view, no filter'),
+  select(
+    `select * from mk_patient_union ${P1}`,
+    ['ssn'],
+    'view with UNION ALL, filtered on an unmasked column',
+  ),
+  refused(
+    `select id from mk_patient_union where ssn like '1%'`,
+    'view with UNION ALL, filtered on a masked column',
+  ),
   select('select mk_ssn_of(1) as s', ['ssn'], 'SQL function'),
   select("select replace(mk_ssn_of(1), '-', '.') as s", ['ssn'], 'SQL function, SSN reshaped'),
   select('select v.id, mk_ssn_of(v.patient_id) as s from mk_visits v', ['ssn'], 'SQL function per row'),
@@ -1037,6 +1049,19 @@ describe('PHI masking through pgwarden', () => {
       phone: token(p.phone),
       diagnosis: '[hidden]',
     }));
+
+    it('are exactly as configured through a view defined by a set operation, column by column', async () => {
+      const outcome = await withSession('analyst', (s) =>
+        s.simple('select id, ssn, src from mk_patient_union where id in (1, 1001) order by id'),
+      );
+      expect(outcome).toEqual({
+        ok: true,
+        rows: [
+          { id: 1, ssn: expected[0].ssn, src: 'current' },
+          { id: 1001, ssn: expected[0].ssn, src: 'archived' },
+        ],
+      });
+    });
 
     it('are exactly as configured, over the simple and the extended protocol', async () => {
       await withSession('analyst', async (s) => {

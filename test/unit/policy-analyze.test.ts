@@ -1570,3 +1570,42 @@ describe('analyzeSql before loading', () => {
     expect(() => fresh.analyzeSql('SELECT 1')).toThrow(/await loadSqlParser\(\)/);
   });
 });
+
+describe('output columns (what a view defined by the statement shows)', () => {
+  const outputsOf = (sql: string) =>
+    only(sql).outputs?.map((o) => ({
+      refs: o.refs.map((r) => [...r.qualifier, r.name].join('.')),
+      direct: o.direct,
+    }));
+
+  it('gives each select-list entry its column references, direct when it is one column as it is', () => {
+    expect(outputsOf('select p.id, lower(p.ssn) as s, 1 from patients p')).toEqual([
+      { refs: ['p.id'], direct: true },
+      { refs: ['p.ssn'], direct: false },
+      { refs: [], direct: false },
+    ]);
+  });
+
+  it('joins the branches of a set operation position by position', () => {
+    expect(
+      outputsOf(
+        "select p.id, p.ssn, 'a' from patients p union all select a.id + 1000, a.ssn, 'b' from archive a " +
+          'union all select q.id, q.ssn, q.src from patients q',
+      ),
+    ).toEqual([
+      { refs: ['p.id', 'a.id', 'q.id'], direct: false },
+      { refs: ['p.ssn', 'a.ssn', 'q.ssn'], direct: true },
+      { refs: ['q.src'], direct: false },
+    ]);
+    // The same column in every branch is one reference.
+    expect(outputsOf('select ssn from patients union all select ssn from patients')).toEqual([
+      { refs: ['ssn'], direct: true },
+    ]);
+  });
+
+  it('is null when the branches are not known column by column, or for other statements', () => {
+    expect(outputsOf('select * from patients union all select * from archive')).toBeUndefined();
+    expect(outputsOf('select 1, 2 union all select 3')).toBeUndefined();
+    expect(only('insert into patients (id) values (1)').outputs).toBeNull();
+  });
+});
