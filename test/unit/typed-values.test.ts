@@ -1,8 +1,11 @@
-// Typed values without a server: the calendar against JavaScript's (both proleptic Gregorian), every codec's round
-// trips and PostgreSQL's own bytes for known values (captured from PostgreSQL 15 with date_send, timestamp_send,
-// numeric_send, ...).
+// Typed values and their masks without a server: the calendar against JavaScript's (both proleptic Gregorian),
+// every codec's round trips and PostgreSQL's own bytes for known values (captured from PostgreSQL 15 with
+// date_send, timestamp_send, numeric_send, ...), and every mask on every type in both formats: the same masked value
+// in text and in binary, hash tokens equal across formats.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { parseMaskFunction, type MaskRule } from '../../src/masking/mask-spec.js';
+import { typedColumnMask, typedDetector, typedMaskUnavailable } from '../../src/masking/typed-masks.js';
 import {
   CODECS,
   DATE_NOBEGIN,
@@ -318,5 +321,232 @@ describe('codecs', () => {
     expect(isValidDate(DATE_NOEND)).toBe(false);
     expect(isValidTimestamp(-211813488000000000n)).toBe(true);
     expect(isValidTimestamp(-211813488000000001n)).toBe(false);
+  });
+});
+
+// ---- the masks --------------------------------------------------------------------------------------------------
+
+const KEY = Buffer.alloc(32, 7);
+const OPTIONS = { hashKey: KEY, redaction: '***' };
+const rule = (text: string): MaskRule => parseMaskFunction(text, `roles.analyst.masks["x"]`);
+
+/** The masked value of one value in one format (written the codec's way), decoded back to text; null for NULL. */
+function maskedText(mask: string, type: ValueType, format: 0 | 1, text: string): string | null {
+  const codec = codecOf(type);
+  const value = codec.fromText(text);
+  if (value === null) throw new Error(`${type} ${text} does not read`);
+  const column = typedColumnMask(rule(mask), type, format, OPTIONS);
+  const input = format === 0 ? Buffer.from(text) : codec.toBinary(value);
+  const out =
+    column.kind === 'null' ? null : column.kind === 'constant' ? column.value : column.rewrite(input);
+  if (out === null) return null;
+  const back = decodeValue(type, format, out);
+  if (back === null)
+    throw new Error(`${mask} on ${type} wrote a value that does not read: ${out.toString('hex')}`);
+  return codec.toText(back);
+}
+
+/** The same value masked in text and in binary: asserts both agree, returns the text. */
+function bothFormats(mask: string, type: ValueType, text: string): string | null {
+  const asText = maskedText(mask, type, 0, text);
+  expect(maskedText(mask, type, 1, text), `${mask} on ${type} ${text}: binary differs from text`).toBe(
+    asText,
+  );
+  return asText;
+}
+
+describe('masks of typed values, in text and in binary', () => {
+  it('year_only and month_year keep the year (month) of dates and timestamps', () => {
+    expect(bothFormats('year_only', 'date', '1984-07-02')).toBe('1984-01-01');
+    expect(bothFormats('month_year', 'date', '1984-07-02')).toBe('1984-07-01');
+    expect(bothFormats('year_only', 'date', '1999-12-31')).toBe('1999-01-01');
+    expect(bothFormats('year_only', 'date', '0044-03-15 BC')).toBe('0044-01-01 BC');
+    expect(bothFormats('month_year', 'date', '12345-06-07')).toBe('12345-06-01');
+    expect(bothFormats('year_only', 'timestamp', '1984-07-02 10:11:12.5')).toBe('1984-01-01 00:00:00');
+    expect(bothFormats('month_year', 'timestamp', '1969-12-31 23:59:59.999999')).toBe('1969-12-01 00:00:00');
+    // timestamptz: truncated in UTC, written with its zone so a driver reads the same instant in either format
+    expect(bothFormats('year_only', 'timestamptz', '1984-07-02 10:00:00+02')).toBe('1984-01-01 00:00:00+00');
+    expect(bothFormats('year_only', 'timestamptz', '1985-01-01 01:00:00+05')).toBe('1984-01-01 00:00:00+00');
+    for (const text of ['infinity', '-infinity']) {
+      expect(bothFormats('year_only', 'date', text)).toBeNull();
+      expect(bothFormats('month_year', 'timestamptz', text)).toBeNull();
+    }
+    expect(bothFormats('year_only', 'date', '4714-12-01 BC')).toBeNull();
+  });
+
+  it('year_only never gives a later instant than the value, nor one in another year, in either format', () => {
+    fc.assert(
+      fc.property(
+        VALUES.timestamptz,
+        fc.constantFrom<'timestamp' | 'timestamptz'>('timestamp', 'timestamptz'),
+        (usecs, type) => {
+          const text = codecOf(type).toText(usecs);
+          const masked = bothFormats('year_only', type, text);
+          const expected = truncateTimestamp(usecs as bigint, false);
+          expect(masked).toBe(expected === null ? null : codecOf(type).toText(expected));
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('fixed writes its text read as the type, once; text that is no such value gives NULL', () => {
+    const fixed: Array<[ValueType, string, string]> = [
+      ['int2', '7', '7'],
+      ['int4', '-42', '-42'],
+      ['int8', '9223372036854775807', '9223372036854775807'],
+      ['numeric', '007.50', '7.50'],
+      ['float4', '0.5', '0.5'],
+      ['float8', '1e300', '1e+300'],
+      ['bool', 'false', 'f'],
+      ['date', '1900-01-01', '1900-01-01'],
+      ['timestamp', '1900-01-01 00:00:00', '1900-01-01 00:00:00'],
+      ['timestamptz', '1900-01-01 00:00:00+01', '1899-12-31 23:00:00+00'],
+      ['uuid', '00000000-0000-0000-0000-000000000000', '00000000-0000-0000-0000-000000000000'],
+      ['bytea', '\\xdeadbeef', '\\xdeadbeef'],
+      ['json', '{"hidden": true}', '{"hidden": true}'],
+      ['jsonb', '[]', '[]'],
+    ];
+    for (const [type, text, expected] of fixed) {
+      const sample = codecOf(type).toText(type === 'bool' ? true : codecOf(type).fromText(text));
+      expect(bothFormats(`fixed('${text}')`, type, sample), `${type} fixed('${text}')`).toBe(expected);
+      const column = typedColumnMask(rule(`fixed('${text}')`), type, 1, OPTIONS);
+      expect(column.kind).toBe('constant');
+    }
+    for (const type of TYPES.filter((t) => t !== 'bytea')) {
+      expect(typedMaskUnavailable(rule("fixed('[hidden]')"), type), type).toMatch(/is not/);
+    }
+  });
+
+  it('hash gives integer tokens in the range of the type, equal for equal values in text and binary', () => {
+    for (const [type, bits] of [
+      ['int2', 15n],
+      ['int4', 31n],
+      ['int8', 63n],
+      ['numeric', 63n],
+    ] as const) {
+      fc.assert(
+        fc.property(VALUES[type], (value) => {
+          const text = codecOf(type).toText(value);
+          const token = bothFormats('hash', type, text)!;
+          expect(token).toMatch(/^\d+$/);
+          expect(BigInt(token) < 2n ** bits).toBe(true);
+          expect(bothFormats('hash', type, text)).toBe(token); // deterministic
+        }),
+        { numRuns: 300 },
+      );
+    }
+    expect(bothFormats('hash', 'int4', '42')).not.toBe(bothFormats('hash', 'int4', '43'));
+    // numeric keeps its display scale: 1.5 and 1.50 print differently, so their tokens differ
+    expect(bothFormats('hash', 'numeric', '1.5')).not.toBe(bothFormats('hash', 'numeric', '1.50'));
+    // int8 and numeric holding the same integer print the same text: the same token
+    expect(bothFormats('hash', 'numeric', '1234567')).toBe(bothFormats('hash', 'int8', '1234567'));
+  });
+
+  it('hash gives a version-4-shaped uuid for a uuid and the 32 HMAC bytes for a bytea, the same in either format', () => {
+    fc.assert(
+      fc.property(VALUES.uuid, VALUES.bytea, (id, bytes) => {
+        const token = bothFormats('hash', 'uuid', codecOf('uuid').toText(id))!;
+        expect(token).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+        const digest = bothFormats('hash', 'bytea', codecOf('bytea').toText(bytes))!;
+        expect(digest).toMatch(/^\\x[0-9a-f]{64}$/);
+      }),
+      { numRuns: 300 },
+    );
+    // bytea_output escape reads as the same value: the same token
+    const column = typedColumnMask(rule('hash'), 'bytea', 0, OPTIONS);
+    if (column.kind !== 'rewrite') throw new Error('hash on bytea is a rewrite');
+    expect(column.rewrite(Buffer.from('\\000\\001\\\\A'))).toEqual(
+      column.rewrite(Buffer.from('\\x00015c41')),
+    );
+  });
+
+  it('hash has no value without a key; hash of dates, floats and bools has none at all', () => {
+    expect(typedColumnMask(rule('hash'), 'int4', 1, { hashKey: null, redaction: '***' }).kind).toBe('null');
+    for (const type of ['date', 'timestamp', 'timestamptz', 'float4', 'float8', 'bool'] as const)
+      expect(typedMaskUnavailable(rule('hash'), type)).toBe(`hash has no ${type} value`);
+  });
+
+  it('redact, partial, zip3 and email have no value of a typed column: NULL in both formats', () => {
+    for (const mask of ['redact', 'partial_last4', 'partial(1,1)', 'zip3', 'email']) {
+      for (const type of TYPES.filter((t) => t !== 'json' && t !== 'jsonb')) {
+        expect(typedMaskUnavailable(rule(mask), type), `${mask} on ${type}`).toMatch(/has no/);
+        expect(typedColumnMask(rule(mask), type, 1, OPTIONS).kind).toBe('null');
+      }
+      expect(typedMaskUnavailable(rule(mask), 'int4')).toBe(`${rule(mask).fn} has no int4 value`);
+    }
+    for (const mask of ['year_only', 'month_year'])
+      for (const type of ['int4', 'numeric', 'uuid', 'bytea', 'bool'] as const)
+        expect(typedMaskUnavailable(rule(mask), type)).toMatch(/has no/);
+  });
+
+  it('json and jsonb: other masks give the redaction as a JSON string, json_masks mask inside; jsonb keeps its version byte', () => {
+    for (const mask of ['redact', 'hash', 'zip3', 'year_only']) {
+      expect(bothFormats(mask, 'jsonb', '{"ssn": "123-45-6789"}')).toBe('"***"');
+      expect(bothFormats(mask, 'json', '{"ssn": "123-45-6789"}')).toBe('"***"');
+    }
+    const redact = typedColumnMask(rule('redact'), 'jsonb', 1, OPTIONS);
+    expect(redact).toEqual({ kind: 'constant', value: Buffer.from('\x01"***"') });
+    const paths: MaskRule = {
+      fn: 'json',
+      keepFirst: 0,
+      keepLast: 0,
+      fixed: '',
+      source: 'json',
+      jsonPaths: [{ path: '$.ssn', steps: [{ kind: 'key', key: 'ssn' }], rule: rule('partial_last4') }],
+    };
+    for (const type of ['json', 'jsonb'] as const) {
+      const column = typedColumnMask(paths, type, 1, OPTIONS);
+      if (column.kind !== 'rewrite') throw new Error('json_masks are a rewrite');
+      const doc = encodeValue(type, 1, '{"ssn": "123-45-6789", "n": 1}');
+      const out = column.rewrite(doc)!;
+      expect(decodeValue(type, 1, out)).toBe('{"ssn":"***-**-6789","n":1}');
+      expect(out[0]).toBe(type === 'jsonb' ? 1 : 0x7b);
+      // not JSON: the redaction as a JSON string
+      expect(decodeValue(type, 1, column.rewrite(encodeValue(type, 1, 'not json'))!)).toBe('"***"');
+    }
+    // a jsonb of another version is not read: NULL, never passed on
+    const column = typedColumnMask(paths, 'jsonb', 1, OPTIONS);
+    if (column.kind !== 'rewrite') throw new Error('json_masks are a rewrite');
+    expect(column.rewrite(hex('027b7d'))).toBeNull();
+  });
+
+  it('a value that does not read (another DateStyle) becomes NULL, never the value', () => {
+    const column = typedColumnMask(rule('year_only'), 'date', 0, OPTIONS);
+    if (column.kind !== 'rewrite') throw new Error('year_only is a rewrite');
+    expect(column.rewrite(Buffer.from('07/02/1984'))).toBeNull();
+  });
+});
+
+describe('the content detectors on typed values', () => {
+  const detected: string[] = [];
+  const detector = (type: ValueType, format: 0 | 1, mrnPattern: RegExp | null = null) =>
+    typedDetector(type, format, { redaction: '***', mrnPattern, onDetected: () => detected.push(type) });
+
+  it('read binary values as their text, so a phone number in an int8 is found in either format', () => {
+    detected.length = 0;
+    const phone = encodeValue('int8', 1, 6175550142n);
+    expect(detector('int8', 1)(phone)).toBeNull();
+    expect(detector('int8', 0)(Buffer.from('6175550142'))).toBeNull();
+    const count = encodeValue('int8', 1, 42n);
+    expect(detector('int8', 1)(count)).toBe(count);
+    expect(detected).toEqual(['int8', 'int8']);
+  });
+
+  it('find dates in dates, identifiers in JSON (answering a JSON string), MRN formats in numbers', () => {
+    expect(detector('date', 1)(encodeValue('date', 1, 0))).toBeNull();
+    expect(detector('date', 0)(Buffer.from('2000-01-01'))).toBeNull();
+    const doc = encodeValue('jsonb', 1, '{"ssn": "123-45-6789"}');
+    expect(detector('jsonb', 1)(doc)).toEqual(Buffer.from('\x01"***"'));
+    expect(detector('json', 0)(Buffer.from('{"ssn": "123-45-6789"}'))).toEqual(Buffer.from('"***"'));
+    expect(detector('int4', 1, /\b42\d{4}\b/)(encodeValue('int4', 1, 421234n))).toBeNull();
+    expect(detector('int4', 1, /\b42\d{4}\b/)(encodeValue('int4', 1, 7n))).toEqual(
+      encodeValue('int4', 1, 7n),
+    );
+  });
+
+  it('judge a value that does not read as PHI', () => {
+    expect(detector('date', 0)(Buffer.from('07/02/1984'))).toBeNull();
+    expect(detector('jsonb', 1)(hex('02'))).toEqual(Buffer.from('\x01"***"'));
   });
 });
