@@ -17,12 +17,11 @@ import crypto from 'node:crypto';
 import { containsPhi } from './kernel.js';
 import { maskJsonText } from './json-paths.js';
 import type { MaskRule } from './mask-spec.js';
+import { truncateDate, truncateTimestamp } from './pg-calendar.js';
 import {
   CODECS,
   decodeValue,
   encodeValue,
-  truncateDate,
-  truncateTimestamp,
   type Codec,
   type ValueOf,
   type ValueType,

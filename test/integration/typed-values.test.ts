@@ -6,7 +6,6 @@ import fc from 'fast-check';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  CODECS,
   DATE_NOBEGIN,
   DATE_NOEND,
   POSTGRES_EPOCH_JDATE,
@@ -15,9 +14,8 @@ import {
   truncateDate,
   truncateTimestamp,
   USECS_PER_DAY,
-  type Codec,
-  type ValueType,
-} from '../../src/masking/typed-values.js';
+} from '../../src/masking/pg-calendar.js';
+import { CODECS, type Codec, type ValueType } from '../../src/masking/typed-values.js';
 import { directClient } from './support.js';
 
 const FIRST_DAY = -POSTGRES_EPOCH_JDATE;

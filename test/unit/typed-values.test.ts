@@ -7,12 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { parseMaskFunction, type MaskRule } from '../../src/masking/mask-spec.js';
 import { typedColumnMask, typedDetector, typedMaskUnavailable } from '../../src/masking/typed-masks.js';
 import {
-  CODECS,
   DATE_NOBEGIN,
   DATE_NOEND,
   date2j,
-  decodeValue,
-  encodeValue,
   isValidDate,
   isValidTimestamp,
   j2date,
@@ -22,6 +19,11 @@ import {
   truncateDate,
   truncateTimestamp,
   USECS_PER_DAY,
+} from '../../src/masking/pg-calendar.js';
+import {
+  CODECS,
+  decodeValue,
+  encodeValue,
   valueTypeOf,
   type Codec,
   type ValueType,
