@@ -19,7 +19,13 @@ import { maskJsonText } from './json-paths.js';
 import type { MaskCatalog } from './mask-catalog.js';
 import type { MaskRule } from './mask-spec.js';
 import type { ResultDescription } from './result-tracker.js';
-import { hmacOfText, typedColumnMask, typedDetector, type ValueRewrite } from './typed-masks.js';
+import {
+  hmacOfText,
+  typedColumnMask,
+  typedDetector,
+  type TypedColumnMask,
+  type ValueRewrite,
+} from './typed-masks.js';
 
 interface Prepared {
   readonly masks: ReadonlyMap<string, MaskRule>;
@@ -149,22 +155,7 @@ export class SessionMasker {
       if (a.kind === 'null') return { action: MaskAction.Null };
       if (a.kind === 'typed') {
         const typed = typedColumnMask(a.rule, a.type, a.format, { hashKey: this.hashKey, redaction });
-        switch (typed.kind) {
-          case 'null':
-            return { action: MaskAction.Null };
-          case 'rewrite':
-            rewrites.set(i, typed.rewrite);
-            return { action: MaskAction.Pass };
-          case 'constant': {
-            // The kernel writes fixed text as its UTF-8 bytes: constants that are such bytes stay in the kernel.
-            const text = typed.value.toString('utf8');
-            if (Buffer.from(text, 'utf8').equals(typed.value))
-              return { action: MaskAction.Fixed, fixed: text };
-            const value = typed.value;
-            rewrites.set(i, () => value);
-            return { action: MaskAction.Pass };
-          }
-        }
+        return typedSpec(typed, (rewrite) => rewrites.set(i, rewrite));
       }
       const r = a.rule;
       switch (r.fn) {
@@ -199,6 +190,26 @@ export class SessionMasker {
     });
     const masker = createRowMasker(buildMaskPlan(specs, this.redaction), this.impl);
     return { masks, expressionsReadMasked, masker, rewrites, ruleOfColumn, detectColumns };
+  }
+}
+
+/** The kernel's part of a typed column's mask; `rewrite` takes what the kernel cannot write. */
+function typedSpec(typed: TypedColumnMask, rewrite: (r: ValueRewrite) => void): MaskColumnSpec {
+  switch (typed.kind) {
+    case 'null':
+      return { action: MaskAction.Null };
+    case 'rewrite':
+      rewrite(typed.rewrite);
+      return { action: MaskAction.Pass };
+    case 'constant': {
+      // The kernel writes fixed text as its UTF-8 bytes: constants that are such bytes (an int4 42, a jsonb "***")
+      // stay in the kernel; others (an int4 200: 00 00 00 c8) are written here.
+      const value = typed.value;
+      const text = value.toString('utf8');
+      if (Buffer.from(text, 'utf8').equals(value)) return { action: MaskAction.Fixed, fixed: text };
+      rewrite(() => value);
+      return { action: MaskAction.Pass };
+    }
   }
 }
 
