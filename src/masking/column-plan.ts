@@ -5,16 +5,22 @@
 
 import type { MaskCatalog } from './mask-catalog.js';
 import type { MaskRule } from './mask-spec.js';
-import type { ResultDescription } from './result-tracker.js';
+import type { ResultDescription, ResultField } from './result-tracker.js';
+import { typedMaskUnavailable } from './typed-masks.js';
+import { TEXT_FORMAT, valueTypeOf, type ValueType } from './typed-values.js';
 
 export type ColumnAction =
   | { readonly kind: 'pass' }
-  /** A configured mask (text format). */
+  /** A configured mask the kernel applies to the value's text (text-like types in either format; in text format
+   * also types typed-values.ts does not know). */
   | { readonly kind: 'mask'; readonly rule: MaskRule }
-  /** No origin and no masked column read: the content detectors decide. */
-  | { readonly kind: 'detect' }
-  /** Masked, but in binary format: no masked binary value is built; the value becomes NULL. */
-  | { readonly kind: 'null'; readonly rule: MaskRule | null };
+  /** A configured mask whose masked value is a value of the column's type, in the column's format (typed-masks.ts). */
+  | { readonly kind: 'typed'; readonly rule: MaskRule; readonly type: ValueType; readonly format: number }
+  /** No origin and no masked column read (or the Safe Harbor preset): the content detectors decide. With a `type`,
+   * on the value read as that type (typed-masks.ts), a finding giving NULL; without, the kernel on the text. */
+  | { readonly kind: 'detect'; readonly type?: ValueType; readonly format?: number }
+  /** Masked, and no masked value of the column's type exists (or the null mask): the value becomes NULL. */
+  | { readonly kind: 'null'; readonly rule: MaskRule | null; readonly reason: string };
 
 /** The mask used where no configured mask applies but the value must not pass (unknown origin, several masks). */
 export const REDACT: MaskRule = {
@@ -47,15 +53,14 @@ export function planColumns(desc: ResultDescription, ctx: PlanContext): ColumnAc
   return desc.map((field) => {
     const rule = ruleFor(field.tableOid, field.attnum, ctx);
     if (rule === null) {
-      if (field.tableOid !== 0) {
-        if (!ctx.safeHarbor) return PASS;
-        return field.format === 0 || TEXT_LIKE_TYPES.has(field.typeOid) ? DETECT : PASS;
-      }
-      if (ctx.expressionsReadMasked) return masked(REDACT, field.format, field.typeOid);
-      if (field.format === 0) return DETECT;
-      return BINARY_CLEAN_TYPES.has(field.typeOid) ? PASS : { kind: 'null', rule: null };
+      if (field.tableOid !== 0) return ctx.safeHarbor ? (detect(field) ?? PASS) : PASS;
+      if (ctx.expressionsReadMasked) return masked(REDACT, field);
+      if (field.format !== TEXT_FORMAT && BINARY_CLEAN_TYPES.has(field.typeOid)) return PASS;
+      return (
+        detect(field) ?? { kind: 'null', rule: null, reason: 'a binary value the detectors cannot read' }
+      );
     }
-    return masked(rule, field.format, field.typeOid);
+    return masked(rule, field);
   });
 }
 
@@ -67,12 +72,8 @@ export function planUnknown(columns: number): ColumnAction[] {
 const PASS: ColumnAction = { kind: 'pass' };
 const DETECT: ColumnAction = { kind: 'detect' };
 
-/** json and jsonb: a masked value is written as a JSON string, so drivers that parse JSON still can. */
-const JSON_TYPES: ReadonlySet<number> = new Set([114, 3802]);
-
 /**
  * Types whose binary form is their text (the UTF-8 bytes): a masked value is built the same way in either format.
- * For every other type a masked binary value is not built: it becomes NULL.
  */
 const TEXT_LIKE_TYPES: ReadonlySet<number> = new Set([
   25, // text
@@ -82,15 +83,24 @@ const TEXT_LIKE_TYPES: ReadonlySet<number> = new Set([
   18, // "char"
 ]);
 
-function masked(rule: MaskRule, format: number, typeOid: number): ColumnAction {
-  if (format !== 0 && !(TEXT_LIKE_TYPES.has(typeOid) && rule.fn !== 'json')) return { kind: 'null', rule };
-  if (rule.fn === 'null') return { kind: 'null', rule };
-  if (rule.fn === 'json') return { kind: 'mask', rule };
-  if (JSON_TYPES.has(typeOid)) return { kind: 'mask', rule: { ...JSON_REDACT, source: rule.source } };
-  return { kind: 'mask', rule };
+/** How the detectors read a column, or null when they cannot (binary values of types no codec reads). */
+function detect(field: ResultField): ColumnAction | null {
+  const type = valueTypeOf(field.typeOid);
+  if (type !== undefined) return { kind: 'detect', type, format: field.format };
+  return field.format === TEXT_FORMAT || TEXT_LIKE_TYPES.has(field.typeOid) ? DETECT : null;
 }
 
-const JSON_REDACT: MaskRule = { fn: 'fixed', keepFirst: 0, keepLast: 0, fixed: '"***"', source: 'json' };
+function masked(rule: MaskRule, field: ResultField): ColumnAction {
+  if (rule.fn === 'null') return { kind: 'null', rule, reason: 'the null mask' };
+  const type = valueTypeOf(field.typeOid);
+  if (type !== undefined) {
+    const unavailable = typedMaskUnavailable(rule, type);
+    if (unavailable === null) return { kind: 'typed', rule, type, format: field.format };
+    return { kind: 'null', rule, reason: unavailable };
+  }
+  if (field.format === TEXT_FORMAT || TEXT_LIKE_TYPES.has(field.typeOid)) return { kind: 'mask', rule };
+  return { kind: 'null', rule, reason: `no binary value of type ${field.typeOid} is built` };
+}
 
 /** The mask of a column of a relation, null when it is not masked for this session. */
 function ruleFor(tableOid: number, attnum: number, ctx: PlanContext): MaskRule | null {

@@ -77,6 +77,11 @@ export function maskJsonDocument(
   return JSON.stringify(root.value);
 }
 
+/** The masked document text; a value that is not JSON becomes the redaction text as a JSON string. */
+export function maskJsonText(text: string, masks: readonly JsonPathMask[], redaction: string): string {
+  return maskJsonDocument(text, masks, redaction) ?? JSON.stringify(redaction);
+}
+
 type Container = Record<string, unknown> | unknown[];
 
 function visit(

@@ -1,10 +1,11 @@
 // Masks the DataRows of one session: the column plan of each result (column-plan.ts) is turned into a kernel plan
-// once per result description and roles, and every row goes through the WASM kernel (or its twin). The hash mask
-// needs a keyed HMAC, which the kernel does not compute: those columns pass the kernel and are replaced here.
+// once per result description and roles, and every row goes through the WASM kernel (or its twin). What the kernel
+// does not compute passes it and is replaced here: hash tokens (a keyed HMAC), masks inside JSON documents, and
+// masked values of typed columns (typed-masks.ts: dates, numbers, uuid, bytea, json in either result format).
 
-import crypto from 'node:crypto';
 import { stats } from '../metrics/worker-stats.js';
-import { dataRowValue } from '../protocol/decode.js';
+import { dataRowValue, decodeDataRow } from '../protocol/decode.js';
+import { dataRow } from '../protocol/writer.js';
 import { planColumns, planUnknown, type ColumnAction } from './column-plan.js';
 import {
   buildMaskPlan,
@@ -14,18 +15,25 @@ import {
   type MaskerImpl,
   type RowMasker,
 } from './kernel.js';
-import { maskJsonDocument } from './json-paths.js';
+import { maskJsonText } from './json-paths.js';
 import type { MaskCatalog } from './mask-catalog.js';
 import type { MaskRule } from './mask-spec.js';
 import type { ResultDescription } from './result-tracker.js';
+import {
+  hmacOfText,
+  typedColumnMask,
+  typedDetector,
+  type TypedColumnMask,
+  type ValueRewrite,
+} from './typed-masks.js';
 
 interface Prepared {
   readonly masks: ReadonlyMap<string, MaskRule>;
   readonly safeHarbor?: boolean;
   readonly expressionsReadMasked: boolean;
   readonly masker: RowMasker;
-  /** Columns the kernel passes through and this module rewrites: hash tokens and masks inside JSON documents. */
-  readonly rewrites: ReadonlyMap<number, (value: Buffer) => Buffer | null>;
+  /** Columns the kernel passes through and this module rewrites: hash tokens, JSON documents, typed values. */
+  readonly rewrites: ReadonlyMap<number, ValueRewrite>;
   /** The rule (config entry) of each column masked by one: the masked-fields metric. */
   readonly ruleOfColumn: ReadonlyArray<string | null>;
   /** Columns left to the content detectors: counted when the detectors masked them. */
@@ -46,6 +54,7 @@ export class SessionMasker {
     /** masking.mrn_formats and identifier_formats: the content detectors' configurable part, in the kernel's plan. */
     private readonly identifierFormats: readonly string[] = [],
   ) {}
+
 
   /** The name of a result column for records: schema.table.column when its origin is known. */
   columnName(field: ResultDescription[number]): string {
@@ -92,13 +101,8 @@ export class SessionMasker {
     const p = { ...this.prepare(actions, masks, expressionsReadMasked), safeHarbor };
     if (this.onPlan) {
       const decided = actions.flatMap((a, i) =>
-        a.kind === 'mask' || a.kind === 'null'
-          ? [
-              {
-                column: this.columnName(desc[i]),
-                rule: a.rule ? `${a.rule.source}: ${a.rule.fn}` : 'binary: null',
-              },
-            ]
+        a.kind === 'mask' || a.kind === 'typed' || a.kind === 'null'
+          ? [{ column: this.columnName(desc[i]), rule: auditRule(a) }]
           : [],
       );
       if (decided.length > 0) this.onPlan(decided);
@@ -122,17 +126,29 @@ export class SessionMasker {
     masks: ReadonlyMap<string, MaskRule>,
     expressionsReadMasked: boolean,
   ): Prepared {
-    const rewrites = new Map<number, (value: Buffer) => Buffer | null>();
+    const rewrites = new Map<number, ValueRewrite>();
     const ruleOfColumn: Array<string | null> = actions.map(() => null);
     const detectColumns: number[] = [];
+    const redaction = this.redaction;
     const specs = actions.map((a, i): MaskColumnSpec => {
       if (a.kind === 'pass') return { action: MaskAction.Pass };
       if (a.kind === 'detect') {
+        if (a.type !== undefined) {
+          // Read as its type, in its format (the kernel sees text only), then through the same detectors.
+          const onDetected = () => void stats.detectedFields++;
+          const formats = this.identifierFormats.map((f) => Buffer.from(f, 'utf8'));
+          rewrites.set(i, typedDetector(a.type, a.format ?? 0, { redaction, formats, onDetected }));
+          return { action: MaskAction.Pass };
+        }
         detectColumns.push(i);
         return { action: MaskAction.Detect };
       }
       ruleOfColumn[i] = a.rule?.source ?? 'binary value';
       if (a.kind === 'null') return { action: MaskAction.Null };
+      if (a.kind === 'typed') {
+        const typed = typedColumnMask(a.rule, a.type, a.format, { hashKey: this.hashKey, redaction });
+        return typedSpec(typed, (rewrite) => rewrites.set(i, rewrite));
+      }
       const r = a.rule;
       switch (r.fn) {
         case 'redact':
@@ -154,18 +170,12 @@ export class SessionMasker {
         case 'hash': {
           const key = this.hashKey;
           if (key === null) return { action: MaskAction.Redact }; // fail closed without a key
-          rewrites.set(i, (v) =>
-            Buffer.from(crypto.createHmac('sha256', key).update(v).digest('hex').slice(0, 32)),
-          );
+          rewrites.set(i, (v) => Buffer.from(hmacOfText(key, v).toString('hex').slice(0, 32)));
           return { action: MaskAction.Pass };
         }
         case 'json': {
           const paths = r.jsonPaths ?? [];
-          const redaction = this.redaction;
-          rewrites.set(i, (v) => {
-            const masked = maskJsonDocument(v.toString('utf8'), paths, redaction);
-            return Buffer.from(masked ?? JSON.stringify(redaction));
-          });
+          rewrites.set(i, (v) => Buffer.from(maskJsonText(v.toString('utf8'), paths, redaction)));
           return { action: MaskAction.Pass };
         }
       }
@@ -174,6 +184,26 @@ export class SessionMasker {
     const formats = detectColumns.length > 0 ? this.identifierFormats : [];
     const masker = createRowMasker(buildMaskPlan(specs, this.redaction, formats), this.impl);
     return { masks, expressionsReadMasked, masker, rewrites, ruleOfColumn, detectColumns };
+  }
+}
+
+/** The kernel's part of a typed column's mask; `rewrite` takes what the kernel cannot write. */
+function typedSpec(typed: TypedColumnMask, rewrite: (r: ValueRewrite) => void): MaskColumnSpec {
+  switch (typed.kind) {
+    case 'null':
+      return { action: MaskAction.Null };
+    case 'rewrite':
+      rewrite(typed.rewrite);
+      return { action: MaskAction.Pass };
+    case 'constant': {
+      // The kernel writes fixed text as its UTF-8 bytes: constants that are such bytes (an int4 42, a jsonb "***")
+      // stay in the kernel; others (an int4 200: 00 00 00 c8) are written here.
+      const value = typed.value;
+      const text = value.toString('utf8');
+      if (Buffer.from(text, 'utf8').equals(value)) return { action: MaskAction.Fixed, fixed: text };
+      rewrite(() => value);
+      return { action: MaskAction.Pass };
+    }
   }
 }
 
@@ -202,35 +232,29 @@ function countDetections(columns: readonly number[], before: Buffer, after: Buff
 }
 
 /**
- * Replaces the values of some columns (NULLs stay NULL). Hash tokens are keyed HMAC-SHA-256 (hex, 32 characters):
- * deterministic, so joins and counts over the token still work, and without the key the value cannot be
- * recovered or guessed.
+ * Replaces the values of some columns (NULLs stay NULL); the row itself when every rewrite returned its value as it
+ * was. Hash tokens are keyed HMAC-SHA-256: deterministic, so joins and counts over the token still work, and
+ * without the key the value cannot be recovered or guessed.
  */
-function rewriteColumns(
-  row: Buffer,
-  rewrites: ReadonlyMap<number, (value: Buffer) => Buffer | null>,
-): Buffer {
-  const count = row.readInt16BE(5);
-  const parts: Buffer[] = [];
-  let at = 7;
-  let from = 0;
-  let delta = 0;
-  for (let i = 0; i < count; i++) {
-    const len = row.readInt32BE(at);
-    const valueAt = at + 4;
-    const rewrite = rewrites.get(i);
-    if (rewrite && len >= 0) {
-      const value = rewrite(row.subarray(valueAt, valueAt + len));
-      const header = Buffer.allocUnsafe(4);
-      header.writeInt32BE(value === null ? -1 : value.length);
-      parts.push(row.subarray(from, at), header, ...(value === null ? [] : [value]));
-      from = valueAt + len;
-      delta += (value === null ? 0 : value.length) - len;
+function rewriteColumns(row: Buffer, rewrites: ReadonlyMap<number, ValueRewrite>): Buffer {
+  const values = decodeDataRow(row);
+  let changed = false;
+  for (const [i, rewrite] of rewrites) {
+    const value = values[i];
+    if (value === null || value === undefined) continue;
+    const rewritten = rewrite(value);
+    if (rewritten !== value) {
+      values[i] = rewritten;
+      changed = true;
     }
-    at = valueAt + Math.max(len, 0);
   }
-  parts.push(row.subarray(from));
-  const out = Buffer.concat(parts);
-  out.writeInt32BE(row.readInt32BE(1) + delta, 1);
-  return out;
+  return changed ? dataRow(values) : row;
+}
+
+/** The rule of a masked column as the audit trail records it: the config entry, its mask, and NULL when no value
+ * of the column's type could be built. */
+function auditRule(a: Extract<ColumnAction, { kind: 'mask' | 'typed' | 'null' }>): string {
+  if (a.rule === null) return `NULL (${a.kind === 'null' ? a.reason : 'unknown origin'})`;
+  const rule = `${a.rule.source}: ${a.rule.fn}`;
+  return a.kind === 'null' && a.rule.fn !== 'null' ? `${rule} → NULL (${a.reason})` : rule;
 }

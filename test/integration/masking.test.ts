@@ -17,7 +17,15 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { generateScramVerifier } from '../../src/auth/scram-verifier.js';
 import type { PgwardenProcess } from '../harness/pgwarden.js';
 import { directClient, metric, startProxy } from './support.js';
-import { verifiedTls } from './wire.js';
+import {
+  connectTls,
+  dataRowValues,
+  errorFields,
+  frontend,
+  rowDescriptionTypes,
+  scramLogin,
+  verifiedTls,
+} from './wire.js';
 
 // ---- who -------------------------------------------------------------------------------------------------------
 
@@ -46,6 +54,19 @@ const ANALYST_MASKS = {
   'public.mk_patients.email': 'email',
   'public.mk_patients.phone': 'hash',
   'public.mk_patients.diagnosis': "fixed('[hidden]')",
+  // Typed columns: masked values of their own type, in text and in binary.
+  'public.mk_encounters.admitted': 'year_only',
+  'public.mk_encounters.admitted_tz': 'month_year',
+  'public.mk_encounters.discharged': 'month_year',
+  'public.mk_encounters.mrn': 'hash',
+  'public.mk_encounters.account': 'redact',
+  'public.mk_encounters.visit_id': 'hash',
+  'public.mk_encounters.scan': 'hash',
+  'public.mk_encounters.vitals': 'redact',
+  'public.mk_encounters.weight': "fixed('0')",
+  'public.mk_encounters.consented': "fixed('false')",
+  'public.mk_encounters.zip_code': 'zip3',
+  'public.mk_encounters.charge': 'hash',
 };
 
 const ROLES = {
@@ -132,6 +153,80 @@ const PATIENTS: readonly Patient[] = [
 
 const FIRST = PATIENTS[0];
 
+/**
+ * Encounters: one column of each typed kind, masked for analyst (ANALYST_MASKS). Values as PostgreSQL prints them
+ * (DateStyle ISO, bytea hex), so hash tokens can be computed here from the text. Patient 1's SSN sits in a jsonb
+ * document, so the leak check has something to find.
+ */
+const ENCOUNTERS = [
+  {
+    id: 1,
+    admitted: '2019-08-14 09:30:00',
+    admitted_tz: '2019-08-14 09:30:00+02',
+    discharged: '2019-08-17',
+    mrn: '880012345678',
+    account: '55012345',
+    visit_id: 'c3a1f5e2-7b4d-4e8a-9f10-2b3c4d5e6f70',
+    scan: '\\xdeadbeef01',
+    vitals: `{"bp": "120/80", "ssn": "${FIRST.ssn}"}`,
+    weight: '72.5',
+    consented: 't',
+    zip_code: '2139',
+    charge: '1234.50',
+  },
+  {
+    // before 2000, and a timestamptz whose UTC month is another year than its local one
+    id: 2,
+    admitted: '1969-12-31 23:59:59.5',
+    admitted_tz: '1970-01-01 00:30:00+01',
+    discharged: 'infinity',
+    mrn: '-42',
+    account: '-7',
+    visit_id: '00000000-0000-0000-0000-000000000001',
+    scan: '\\x',
+    vitals: '[]',
+    weight: '-0.5',
+    consented: 't',
+    zip_code: '60614',
+    charge: '-0.001',
+  },
+  {
+    // BC, and the extremes of the types
+    id: 3,
+    admitted: '0044-03-15 10:00:00 BC',
+    admitted_tz: '2000-02-29 12:00:00+00',
+    discharged: '0044-03-15 BC',
+    mrn: '9223372036854775807',
+    account: '2147483647',
+    visit_id: 'ffffffff-ffff-ffff-ffff-ffffffffffff',
+    scan: '\\x00ff',
+    vitals: '{"weight": 72}',
+    weight: '1e+300',
+    consented: 't',
+    zip_code: '0',
+    charge: 'NaN',
+  },
+] as const;
+
+type EncounterColumn = Exclude<keyof (typeof ENCOUNTERS)[number], 'id'>;
+
+/** Each typed column's SQL type and the function that writes its binary form (PostgreSQL's own reference). */
+const ENCOUNTER_TYPES: Readonly<Record<EncounterColumn, { type: string; send: string }>> = {
+  admitted: { type: 'timestamp', send: 'timestamp_send' },
+  admitted_tz: { type: 'timestamptz', send: 'timestamptz_send' },
+  discharged: { type: 'date', send: 'date_send' },
+  mrn: { type: 'int8', send: 'int8send' },
+  account: { type: 'int4', send: 'int4send' },
+  visit_id: { type: 'uuid', send: 'uuid_send' },
+  scan: { type: 'bytea', send: 'byteasend' },
+  vitals: { type: 'jsonb', send: 'jsonb_send' },
+  weight: { type: 'float8', send: 'float8send' },
+  consented: { type: 'bool', send: 'boolsend' },
+  zip_code: { type: 'int4', send: 'int4send' },
+  charge: { type: 'numeric', send: 'numeric_send' },
+};
+const ENCOUNTER_COLUMNS = Object.keys(ENCOUNTER_TYPES) as EncounterColumn[];
+
 function literal(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
 }
@@ -143,7 +238,7 @@ const FIXTURE_DROP = `
   drop view if exists public.mk_patient_view;
   drop function if exists public.mk_ssn_of(int);
   drop function if exists public.mk_note(int, text);
-  drop table if exists public.mk_visits, public.mk_patients, public.mk_resources;
+  drop table if exists public.mk_encounters, public.mk_visits, public.mk_patients, public.mk_resources;
 `;
 
 const FIXTURE_CREATE = `
@@ -182,6 +277,10 @@ const FIXTURE_CREATE = `
     ).join(',\n    ')};
   insert into public.mk_visits values
     (1, 1, 'follow-up'), (2, 1, 'lab review'), (3, 2, 'annual'), (4, 3, 'referral'), (5, 5, 'vaccination');
+  create table public.mk_encounters (id int primary key,
+    ${ENCOUNTER_COLUMNS.map((c) => `${c} ${ENCOUNTER_TYPES[c].type}`).join(', ')});
+  insert into public.mk_encounters values
+    ${ENCOUNTERS.map((e) => `(${e.id}, ${ENCOUNTER_COLUMNS.map((c) => literal(e[c])).join(', ')})`).join(',\n    ')};
 `;
 
 // ---- what must not leak ----------------------------------------------------------------------------------------
@@ -743,6 +842,22 @@ const CORPUS: readonly Attempt[] = [
     doctorSees: ['ssn'],
   },
   {
+    note: 'binary result format, typed columns and a jsonb document holding an SSN',
+    run: (s) =>
+      s.binary(
+        'select e.*, p.dob from mk_encounters e join mk_patients p on p.id = e.id where e.id = $1',
+        [1],
+      ),
+    analyst: 'ok',
+    doctorSees: ['ssn'],
+  },
+  {
+    note: 'text result format, typed columns and a jsonb document holding an SSN',
+    run: (s) => s.ext('select * from mk_encounters where id = $1', [1]),
+    analyst: 'ok',
+    doctorSees: ['ssn'],
+  },
+  {
     note: 'postgres.js, executed four times',
     run: (s) => s.postgresJs('select id, name, ssn, email, phone from mk_patients where id = $1', [1], 4),
     analyst: 'ok',
@@ -930,6 +1045,99 @@ function token(value: string): string {
   return crypto.createHmac('sha256', HASH_KEY).update(value).digest('hex').slice(0, 32);
 }
 
+// ---- typed columns: what analyst must get, computed here ------------------------------------------------------
+
+const hmac = (text: string): Buffer => crypto.createHmac('sha256', HASH_KEY).update(text).digest();
+
+/** hash on an integer type: the HMAC's first 8 bytes, big-endian, cut to the bits the type holds without a sign. */
+const integerToken = (text: string, bits: bigint): string =>
+  (hmac(text).readBigUInt64BE(0) & ((1n << bits) - 1n)).toString();
+
+/** hash on a uuid: the HMAC's first 16 bytes with the version (4) and variant bits set. */
+function uuidToken(text: string): string {
+  const b = Buffer.from(hmac(text).subarray(0, 16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** The first day of a date's (or timestamp's) year or month, as PostgreSQL prints it; null for infinity. */
+function firstDay(text: string, keepMonth: boolean): string | null {
+  const m = /^(\d{4,})-(\d\d)-\d\d.*?( BC)?$/.exec(text);
+  if (m === null) return null;
+  return `${m[1]}-${keepMonth ? m[2] : '01'}-01${m[3] ?? ''}`;
+}
+
+/** month_year of a timestamptz: the first of its month in UTC, with the zone written. */
+function utcMonth(text: string): string {
+  const instant = new Date(text.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00'));
+  const month = String(instant.getUTCMonth() + 1).padStart(2, '0');
+  return `${instant.getUTCFullYear()}-${month}-01 00:00:00+00`;
+}
+
+/** Each masked column of an encounter as PostgreSQL would print the value analyst must get; null for NULL. */
+function maskedEncounter(e: (typeof ENCOUNTERS)[number]): Record<EncounterColumn, string | null> {
+  const admitted = firstDay(e.admitted, false)!;
+  return {
+    admitted: admitted.replace(/( BC)?$/, ' 00:00:00$1'),
+    admitted_tz: utcMonth(e.admitted_tz),
+    discharged: firstDay(e.discharged, true),
+    mrn: integerToken(e.mrn, 63n),
+    account: null, // redact: no int4 is a redaction
+    visit_id: uuidToken(e.visit_id),
+    scan: '\\x' + hmac(e.scan).toString('hex'),
+    vitals: '"***"',
+    weight: '0',
+    consented: 'f',
+    zip_code: null, // zip3: no int4 is a masked ZIP
+    charge: integerToken(e.charge, 63n),
+  };
+}
+
+/**
+ * The extended protocol over a raw socket, every result column in `format`, every value's bytes as sent:
+ * node-postgres reads each value as UTF-8 text before a binary parser sees it (pg-protocol's DataRow parser), so
+ * binary bytes >= 0x80 do not survive it.
+ */
+async function rawQuery(
+  proxy: PgwardenProcess,
+  user: MaskUser,
+  sql: string,
+  params: string[],
+  format: 0 | 1,
+  timeZone?: string,
+): Promise<{ formats: number[]; rows: Array<Array<Buffer | null>> }> {
+  const wire = await connectTls(proxy.port);
+  try {
+    await scramLogin(wire, user, PASSWORDS[user], 'ehr');
+    if (timeZone !== undefined) {
+      wire.write(frontend.query(`set time zone '${timeZone}'`));
+      await wire.until('Z');
+    }
+    wire.write(
+      Buffer.concat([
+        frontend.parse(sql),
+        frontend.bind(params, format),
+        frontend.describePortal(),
+        frontend.execute(),
+        frontend.sync(),
+      ]),
+    );
+    const messages = await wire.until('Z');
+    const error = messages.find((m) => m.code === 'E');
+    if (error) throw new Error(`query failed: ${JSON.stringify(errorFields(error))}`);
+    const description = messages.find((m) => m.code === 'T');
+    return {
+      formats: description ? rowDescriptionTypes(description).map((f) => f.format) : [],
+      rows: messages.filter((m) => m.code === 'D').map(dataRowValues),
+    };
+  } finally {
+    wire.write(frontend.terminate());
+    wire.close();
+  }
+}
+
 describe('PHI masking through pgwarden', () => {
   let proxy: PgwardenProcess;
   let direct: pg.Client;
@@ -1107,14 +1315,22 @@ describe('PHI masking through pgwarden', () => {
       }
     });
 
-    it('in binary format: text columns are masked as in text, other masked types become NULL', async () => {
+    it("in binary format (node-postgres): text columns are masked as in text, a date is its year's January 1st", async () => {
       const outcome = await withSession('analyst', (s) =>
         s.binary(
           'select id, name, ssn, dob, zip, email, phone, diagnosis from mk_patients where id = $1',
           [1],
         ),
       );
-      expect(outcome).toEqual({ ok: true, rows: [{ ...expected[0], dob: null }] });
+      // node-postgres has no binary date parser: it hands over the bytes read as UTF-8. The reference is what it
+      // makes of PostgreSQL's own binary form of the expected date.
+      const reference = await withSession('doctor', (s) =>
+        s.binary('select $1::date as dob', [expected[0].dob]),
+      );
+      expect(reference.ok).toBe(true);
+      const dob = reference.ok ? (reference.rows[0] as { dob: unknown }).dob : undefined;
+      expect(dob).toEqual(expect.any(String));
+      expect(outcome).toEqual({ ok: true, rows: [{ ...expected[0], dob }] });
     });
 
     it('are untouched for doctor', async () => {
@@ -1138,6 +1354,121 @@ describe('PHI masking through pgwarden', () => {
           { id: 5, patient_id: 5, note: 'vaccination' },
         ],
       });
+    });
+  });
+
+  describe('typed columns (dates, timestamps, numbers, uuid, bytea, jsonb) in text and binary format', () => {
+    const select = `select ${ENCOUNTER_COLUMNS.join(', ')} from mk_encounters where id = $1`;
+
+    /** PostgreSQL's binary form of a value given as text: its type's send function. */
+    const sentByPostgres = async (column: EncounterColumn, text: string): Promise<Buffer> => {
+      const { type, send } = ENCOUNTER_TYPES[column];
+      const result = await direct.query(`select ${send}($1::${type}) as b`, [text]);
+      return result.rows[0].b as Buffer;
+    };
+
+    it.each(ENCOUNTERS)('text format, encounter $id: each masked value is a value of its type', async (e) => {
+      // Tokyo (+09): encounter 2's timestamptz is January 1970 there and December 1969 in UTC, where it is truncated
+      const { formats, rows } = await rawQuery(proxy, 'analyst', select, [String(e.id)], 0, 'Asia/Tokyo');
+      expect(formats).toEqual(ENCOUNTER_COLUMNS.map(() => 0));
+      const received = Object.fromEntries(
+        ENCOUNTER_COLUMNS.map((c, i) => [c, rows[0][i]?.toString('utf8') ?? null]),
+      );
+      expect(received).toEqual(maskedEncounter(e));
+      expect(leaks(rows)).toEqual([]);
+    });
+
+    it.each(ENCOUNTERS)(
+      'binary format, encounter $id: each masked value is what PostgreSQL sends for the expected value',
+      async (e) => {
+        const { formats, rows } = await rawQuery(proxy, 'analyst', select, [String(e.id)], 1);
+        expect(formats).toEqual(ENCOUNTER_COLUMNS.map(() => 1));
+        const expected = maskedEncounter(e);
+        for (const [i, column] of ENCOUNTER_COLUMNS.entries()) {
+          const text = expected[column];
+          expect(rows[0][i], column).toEqual(text === null ? null : await sentByPostgres(column, text));
+        }
+        expect(leaks(rows)).toEqual([]);
+      },
+    );
+
+    it.each(ENCOUNTERS)(
+      'encounter $id: doctor gets the real binary values, analyst none of them',
+      async (e) => {
+        const sends = ENCOUNTER_COLUMNS.map((c) => `${ENCOUNTER_TYPES[c].send}(${c}) as ${c}`);
+        const real = (
+          await direct.query(`select ${sends.join(', ')} from mk_encounters where id = $1`, [e.id])
+        ).rows[0] as Record<EncounterColumn, Buffer>;
+        const doctor = await rawQuery(proxy, 'doctor', select, [String(e.id)], 1);
+        const analyst = await rawQuery(proxy, 'analyst', select, [String(e.id)], 1);
+        for (const [i, column] of ENCOUNTER_COLUMNS.entries()) {
+          expect(doctor.rows[0][i], column).toEqual(real[column]);
+          expect(analyst.rows[0][i], column).not.toEqual(real[column]);
+        }
+      },
+    );
+
+    it('node-postgres parses every masked column with its own type parsers: no error, and the values computed here', async () => {
+      // Default type parsers (int4 with parseInt, dates and timestamps into Date): a '***' would be NaN or throw.
+      const client = new pg.Client({
+        host: '127.0.0.1',
+        port: proxy.port,
+        user: 'analyst',
+        password: PASSWORDS.analyst,
+        database: 'ehr',
+        ssl: verifiedTls(),
+      });
+      await client.connect();
+      try {
+        const { rows } = await client.query(
+          `select id, ${ENCOUNTER_COLUMNS.join(', ')} from mk_encounters where id < 3 order by id`,
+        );
+        const local = (text: string) => {
+          const [y, m, d] = text.split(/[- ]/).map(Number);
+          return new Date(y, m - 1, d); // node-postgres reads dates and zoneless timestamps as local time
+        };
+        const parsed = ENCOUNTERS.slice(0, 2).map((e) => {
+          const m = maskedEncounter(e);
+          return {
+            id: e.id,
+            admitted: local(m.admitted!),
+            admitted_tz: new Date(m.admitted_tz!.replace(' ', 'T').replace('+00', 'Z')),
+            discharged: m.discharged === null ? null : local(m.discharged),
+            mrn: m.mrn,
+            account: null,
+            visit_id: m.visit_id,
+            scan: hmac(e.scan),
+            vitals: '***',
+            weight: 0,
+            consented: false,
+            zip_code: null,
+            charge: m.charge,
+          };
+        });
+        expect(rows).toEqual(parsed);
+        expect(leaks(rows)).toEqual([]);
+      } finally {
+        await client.end();
+      }
+    });
+
+    it('jsonb in binary with json_masks: the version byte, then the document with its paths masked', async () => {
+      const { rows } = await rawQuery(
+        proxy,
+        'analyst',
+        'select body from mk_resources where id = $1',
+        ['1'],
+        1,
+      );
+      const body = rows[0][0]!;
+      expect(body[0]).toBe(1);
+      expect(JSON.parse(body.toString('utf8', 1))).toEqual({
+        resourceType: 'Patient',
+        identifier: [{ system: 'urn:ssn', value: '***-**-6789' }],
+        name: [{ family: '***', given: ['Margaret'] }],
+        gender: 'female',
+      });
+      expect(leaks(rows)).toEqual([]);
     });
   });
 

@@ -55,6 +55,30 @@ export const frontend = {
     return tagged('p', cstr(mechanism), int32(data.length), data);
   },
   saslResponse: (data: Buffer): Buffer => tagged('p', data),
+  /** Parse of the unnamed statement, no parameter types declared. */
+  parse: (sql: string): Buffer => tagged('P', cstr(''), cstr(sql), Buffer.from([0, 0])),
+  /** Bind of the unnamed statement to the unnamed portal: text parameters, every result column in `resultFormat`. */
+  bind(params: Array<string | null>, resultFormat: 0 | 1): Buffer {
+    const count = Buffer.alloc(2);
+    count.writeInt16BE(params.length, 0);
+    const values = params.map((p) =>
+      p === null ? int32(-1) : Buffer.concat([int32(Buffer.byteLength(p)), Buffer.from(p)]),
+    );
+    // no parameter format codes (all text); one result format code for every column
+    return tagged(
+      'B',
+      cstr(''),
+      cstr(''),
+      Buffer.from([0, 0]),
+      count,
+      ...values,
+      Buffer.from([0, 1, 0, resultFormat]),
+    );
+  },
+  describePortal: (): Buffer => tagged('D', Buffer.from('P'), cstr('')),
+  /** Execute of the unnamed portal, every row. */
+  execute: (): Buffer => tagged('E', cstr(''), int32(0)),
+  sync: (): Buffer => tagged('S'),
   /** FunctionCall: all arguments and the result in text format (format code 0); null is SQL NULL. */
   functionCall(oid: number, args: Array<string | null>): Buffer {
     const argBufs = args.map((a) =>
@@ -207,6 +231,33 @@ export function errorFields(msg: BackendMessage): Record<string, string> {
     pos = end + 1;
   }
   return out;
+}
+
+/** RowDescription: each field's type OID and format code. */
+export function rowDescriptionTypes(msg: BackendMessage): Array<{ typeOid: number; format: number }> {
+  const count = msg.body.readInt16BE(0);
+  const fields: Array<{ typeOid: number; format: number }> = [];
+  let pos = 2;
+  for (let i = 0; i < count; i++) {
+    pos = msg.body.indexOf(0, pos) + 1; // name
+    fields.push({ typeOid: msg.body.readUInt32BE(pos + 6), format: msg.body.readInt16BE(pos + 16) });
+    pos += 18;
+  }
+  return fields;
+}
+
+/** DataRow: every value's bytes as sent, null for NULL. */
+export function dataRowValues(msg: BackendMessage): Array<Buffer | null> {
+  const count = msg.body.readInt16BE(0);
+  const values: Array<Buffer | null> = [];
+  let pos = 2;
+  for (let i = 0; i < count; i++) {
+    const length = msg.body.readInt32BE(pos);
+    pos += 4;
+    values.push(length < 0 ? null : msg.body.subarray(pos, pos + length));
+    pos += Math.max(0, length);
+  }
+  return values;
 }
 
 /** Authentication request: the int32 subtype (0 ok, 10 SASL, 11 continue, 12 final) and what follows. */

@@ -10,7 +10,10 @@ import {
   ResultTracker,
 } from '../../src/masking/result-tracker.js';
 import { SessionMasker } from '../../src/masking/session-masker.js';
+import { CODECS, encodeValue } from '../../src/masking/typed-values.js';
 import { BackendCode } from '../../src/protocol/codes.js';
+import { decodeDataRow } from '../../src/protocol/decode.js';
+import * as writer from '../../src/protocol/writer.js';
 
 function tagged(code: string, body: Buffer): Buffer {
   const head = Buffer.alloc(5);
@@ -168,12 +171,36 @@ describe('column plans', () => {
     expect(p[2]).toEqual({ kind: 'mask', rule: REDACT });
   });
 
-  it('redacts views over masked columns and relations newer than the catalog; nulls masked binary values', () => {
+  it('redacts views over masked columns and relations newer than the catalog', () => {
     expect(plan([{ name: 'id', table: VIEW, attnum: 1 }])[0]).toEqual({ kind: 'mask', rule: REDACT });
     expect(plan([{ name: 'x', table: 99999, attnum: 1 }])[0]).toEqual({ kind: 'mask', rule: REDACT });
-    // binary text is the text itself: masked the same way; other binary types cannot be rebuilt masked
-    expect(plan([{ name: 'ssn', table: PATIENTS, attnum: 3, format: 1 }])[0].kind).toBe('mask');
-    expect(plan([{ name: 'ssn', table: PATIENTS, attnum: 3, type: 1082, format: 1 }])[0].kind).toBe('null');
+  });
+
+  it('builds masked values of typed columns in either format; NULL where the mask has no value of the type', () => {
+    const dated = new Map([...masks, ['public.patients.dob', parseMaskFunction('year_only', 'dob')]]);
+    const typed = (type: number, format: number, attnum = 4) =>
+      planColumns(
+        decodeRowDescription(rowDescription([{ name: 'c', table: PATIENTS, attnum, type, format }])),
+        { catalog, masks: dated, expressionsReadMasked: false },
+      )[0];
+    // binary text is the text itself: masked by the kernel the same way
+    expect(typed(25, 1, 3)).toMatchObject({ kind: 'mask', rule: { fn: 'partial' } });
+    for (const format of [0, 1]) {
+      expect(typed(1082, format)).toMatchObject({
+        kind: 'typed',
+        type: 'date',
+        format,
+        rule: { fn: 'year_only' },
+      });
+      expect(typed(1184, format)).toMatchObject({ kind: 'typed', type: 'timestamptz' });
+      // a partial SSN or a redacted name is no date, no integer: NULL, in text format too
+      expect(typed(1082, format, 3)).toMatchObject({ kind: 'null', reason: 'partial has no date value' });
+      expect(typed(23, format, 2)).toMatchObject({ kind: 'null', reason: 'redact has no int4 value' });
+    }
+    // year_only on a type with no year; a type no codec reads: NULL in binary, masked as text in text format
+    expect(typed(2950, 1)).toMatchObject({ kind: 'null', reason: 'year_only has no uuid value' });
+    expect(typed(1083, 1)).toMatchObject({ kind: 'null', reason: 'no binary value of type 1083 is built' });
+    expect(typed(1083, 0)).toMatchObject({ kind: 'mask', rule: { fn: 'year_only' } });
   });
 
   it('with the Safe Harbor preset, sends table columns no mask covers through the detectors', () => {
@@ -183,19 +210,38 @@ describe('column plans', () => {
           { name: 'id', table: PATIENTS, attnum: 1 },
           { name: 'ssn', table: PATIENTS, attnum: 3 },
           { name: 'n', table: PATIENTS, attnum: 9, type: 20, format: 1 },
+          { name: 't', table: PATIENTS, attnum: 9, type: 1083, format: 1 },
         ]),
       ),
       { catalog, masks, expressionsReadMasked: false, safeHarbor: true },
     );
-    expect(p.map((a) => a.kind)).toEqual(['detect', 'mask', 'pass']);
+    // a binary int8 is read as its number (a phone number in an int8 is found as in text); a binary time no codec
+    // reads passes, as it did before codecs existed
+    expect(p.map((a) => a.kind)).toEqual(['detect', 'mask', 'detect', 'pass']);
+    expect(p[2]).toEqual({ kind: 'detect', type: 'int8', format: 1 });
   });
 
   it('detects on expressions, and redacts them when the statement reads a masked column', () => {
     expect(plan([{ name: 'lower', table: 0, attnum: 0 }])[0].kind).toBe('detect');
     expect(plan([{ name: 'lower', table: 0, attnum: 0 }], true)[0]).toEqual({ kind: 'mask', rule: REDACT });
-    // binary expressions: only types that cannot carry an identifier's text pass
+    // binary expressions: types that cannot carry an identifier's text pass, types a codec reads are detected,
+    // other types become NULL
     expect(plan([{ name: 'n', table: 0, attnum: 0, type: 21, format: 1 }])[0].kind).toBe('pass');
-    expect(plan([{ name: 'n', table: 0, attnum: 0, type: 20, format: 1 }])[0].kind).toBe('null');
+    expect(plan([{ name: 'n', table: 0, attnum: 0, type: 20, format: 1 }])[0]).toEqual({
+      kind: 'detect',
+      type: 'int8',
+      format: 1,
+    });
+    expect(plan([{ name: 't', table: 0, attnum: 0, type: 1083, format: 1 }])[0].kind).toBe('null');
+    // expressions over masked columns: a typed one is NULL, not a redaction text in a number or a date
+    expect(plan([{ name: 'n', table: 0, attnum: 0, type: 20 }], true)[0]).toMatchObject({
+      kind: 'null',
+      reason: 'redact has no int8 value',
+    });
+    expect(plan([{ name: 'j', table: 0, attnum: 0, type: 3802, format: 1 }], true)[0]).toMatchObject({
+      kind: 'typed',
+      type: 'jsonb',
+    });
   });
 });
 
@@ -290,6 +336,85 @@ describe('SessionMasker', () => {
       expect(rowValues(masker.mask(dataRow(['1', 'x']), null, masks, false))).toEqual(['***', '***']);
     });
   }
+});
+
+describe('SessionMasker on typed columns', () => {
+  const key = Buffer.alloc(32, 7);
+  const masks = new Map([
+    ['public.patients.dob', parseMaskFunction('year_only', 'dob')],
+    ['public.patients.ssn', parseMaskFunction('hash', 'ssn')],
+    ['public.patients.name', parseMaskFunction('redact', 'name')],
+  ]);
+  // id int4, dob date, ssn int8 (binary), name int4 in text format: a redaction is no integer
+  const desc = decodeRowDescription(
+    rowDescription([
+      { name: 'id', table: PATIENTS, attnum: 1, type: 23, format: 1 },
+      { name: 'dob', table: PATIENTS, attnum: 4, type: 1082, format: 1 },
+      { name: 'ssn', table: PATIENTS, attnum: 3, type: 20, format: 1 },
+      { name: 'name', table: PATIENTS, attnum: 2, type: 23, format: 0 },
+    ]),
+  );
+  const date = (text: string) => encodeValue('date', 1, CODECS.date.fromText(text)!);
+
+  for (const impl of ['typescript', 'wasm'] as const) {
+    it(`builds binary values of the column's type (${impl}); NULL where none exists, in text format too`, () => {
+      const planned: Array<{ column: string; rule: string }> = [];
+      const masker = new SessionMasker(catalog, '***', key, impl, (c) => planned.push(...c));
+      const row = writer.dataRow([
+        encodeValue('int4', 1, 1n),
+        date('1984-07-02'),
+        encodeValue('int8', 1, 123456789n),
+        Buffer.from('7'),
+      ]);
+      const out = decodeDataRow(masker.mask(row, desc, masks, false));
+      expect(out[0]).toEqual(encodeValue('int4', 1, 1n));
+      expect(out[1]).toEqual(date('1984-01-01'));
+      expect(out[3]).toBeNull();
+      // the hash token of the int8 is the one the same value gets in text format
+      const textDesc = decodeRowDescription(
+        rowDescription([{ name: 'ssn', table: PATIENTS, attnum: 3, type: 20 }]),
+      );
+      const asText = rowValues(masker.mask(dataRow(['123456789']), textDesc, masks, false))[0]!;
+      expect(out[2]).toEqual(encodeValue('int8', 1, BigInt(asText)));
+      expect(BigInt(asText)).not.toBe(123456789n);
+      expect(planned).toEqual([
+        { column: 'public.patients.dob', rule: 'dob: year_only' },
+        { column: 'public.patients.ssn', rule: 'ssn: hash' },
+        { column: 'public.patients.name', rule: 'name: redact → NULL (redact has no int4 value)' },
+        { column: 'public.patients.ssn', rule: 'ssn: hash' },
+      ]);
+    });
+
+    it(`writes fixed values of the type whatever their bytes (${impl})`, () => {
+      const masker = new SessionMasker(catalog, '***', key, impl);
+      const fixedDesc = decodeRowDescription(
+        rowDescription([
+          { name: 'name', table: PATIENTS, attnum: 2, type: 23, format: 1 },
+          { name: 'ssn', table: PATIENTS, attnum: 3, type: 23, format: 1 },
+        ]),
+      );
+      const fixed = new Map([
+        ['public.patients.name', parseMaskFunction("fixed('42')", 'name')], // 00 00 00 2a: the kernel writes it
+        ['public.patients.ssn', parseMaskFunction("fixed('200')", 'ssn')], // 00 00 00 c8: not UTF-8, written here
+      ]);
+      const row = writer.dataRow([encodeValue('int4', 1, 5n), encodeValue('int4', 1, 6n)]);
+      expect(decodeDataRow(masker.mask(row, fixedDesc, fixed, false))).toEqual([
+        encodeValue('int4', 1, 42n),
+        encodeValue('int4', 1, 200n),
+      ]);
+    });
+  }
+
+  it('forwards the row itself when the detectors find nothing in a typed value', () => {
+    const masker = new SessionMasker(catalog, '***', key, 'typescript');
+    const harbor = decodeRowDescription(
+      rowDescription([{ name: 'n', table: PATIENTS, attnum: 9, type: 20, format: 1 }]),
+    );
+    const clean = writer.dataRow([encodeValue('int8', 1, 42n)]);
+    expect(masker.mask(clean, harbor, masks, false, true)).toBe(clean);
+    const phone = writer.dataRow([encodeValue('int8', 1, 6175550142n)]);
+    expect(decodeDataRow(masker.mask(phone, harbor, masks, false, true))).toEqual([null]);
+  });
 });
 
 describe('identifier formats (masking.mrn_formats, identifier_formats)', () => {
