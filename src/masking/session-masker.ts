@@ -55,7 +55,6 @@ export class SessionMasker {
     private readonly identifierFormats: readonly string[] = [],
   ) {}
 
-
   /** The name of a result column for records: schema.table.column when its origin is known. */
   columnName(field: ResultDescription[number]): string {
     const known = this.catalog.columns.get(field.tableOid)?.get(field.attnum);

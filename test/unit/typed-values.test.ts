@@ -546,9 +546,7 @@ describe('the content detectors on typed values', () => {
     expect(detector('jsonb', 1)(doc)).toEqual(Buffer.from('\x01"***"'));
     expect(detector('json', 0)(Buffer.from('{"ssn": "123-45-6789"}'))).toEqual(Buffer.from('"***"'));
     expect(detector('int4', 1, ['42####'])(encodeValue('int4', 1, 421234n))).toBeNull();
-    expect(detector('int4', 1, ['42####'])(encodeValue('int4', 1, 7n))).toEqual(
-      encodeValue('int4', 1, 7n),
-    );
+    expect(detector('int4', 1, ['42####'])(encodeValue('int4', 1, 7n))).toEqual(encodeValue('int4', 1, 7n));
   });
 
   it('judge a value that does not read as PHI', () => {
