@@ -45,7 +45,10 @@ export interface PlanContext {
   readonly masks: ReadonlyMap<string, MaskRule>;
   /** A statement in flight reads a masked column: expressions (no origin) are masked, not only detected. */
   readonly expressionsReadMasked: boolean;
-  /** Safe Harbor preset: table columns no mask covers go through the content detectors too. */
+  /**
+   * Safe Harbor preset: table columns no mask covers go through the content detectors too; bytea values, and binary
+   * values the detectors cannot read, become NULL.
+   */
   readonly safeHarbor?: boolean;
 }
 
@@ -53,12 +56,15 @@ export function planColumns(desc: ResultDescription, ctx: PlanContext): ColumnAc
   return desc.map((field) => {
     const rule = ruleFor(field.tableOid, field.attnum, ctx);
     if (rule === null) {
-      if (field.tableOid !== 0) return ctx.safeHarbor ? (detect(field) ?? PASS) : PASS;
+      if (field.tableOid !== 0) {
+        if (!ctx.safeHarbor) return PASS;
+        // Safe Harbor's biometric identifiers and full-face photographs are binary content no detector reads.
+        if (field.typeOid === BYTEA) return SAFE_HARBOR_BINARY;
+        return detect(field) ?? UNREADABLE;
+      }
       if (ctx.expressionsReadMasked) return masked(REDACT, field);
       if (field.format !== TEXT_FORMAT && BINARY_CLEAN_TYPES.has(field.typeOid)) return PASS;
-      return (
-        detect(field) ?? { kind: 'null', rule: null, reason: 'a binary value the detectors cannot read' }
-      );
+      return detect(field) ?? UNREADABLE;
     }
     return masked(rule, field);
   });
@@ -70,6 +76,17 @@ export function planUnknown(columns: number): ColumnAction[] {
 }
 
 const PASS: ColumnAction = { kind: 'pass' };
+const UNREADABLE: ColumnAction = {
+  kind: 'null',
+  rule: null,
+  reason: 'a binary value the detectors cannot read',
+};
+const BYTEA = 17;
+const SAFE_HARBOR_BINARY: ColumnAction = {
+  kind: 'null',
+  rule: null,
+  reason: 'Safe Harbor: binary content (biometrics, photographs)',
+};
 const DETECT: ColumnAction = { kind: 'detect' };
 
 /**

@@ -1566,6 +1566,24 @@ describe('PHI masking through pgwarden', () => {
       ['clean time', 'seen at 10:30:00', false],
     ];
 
+    it('withholds bytea columns (biometrics, photographs): NULL in text and binary, real bytes for doctor', async () => {
+      for (const user of ['harbor', 'doctor'] as const) {
+        const outcome = await withSession(user, (s) =>
+          s.simple('select id, scan from mk_encounters where id = 1'),
+        );
+        expect(outcome.ok).toBe(true);
+        if (!outcome.ok) return;
+        const row = outcome.rows[0] as { id: number; scan: unknown };
+        expect(row.id).toBe(1);
+        if (user === 'harbor') expect(row.scan).toBeNull();
+        else expect(row.scan).not.toBeNull();
+      }
+      const binary = await withSession('harbor', (s) =>
+        s.binary('select scan from mk_encounters where id = $1', [1]),
+      );
+      expect(binary).toEqual({ ok: true, rows: [{ scan: null }] });
+    });
+
     it('redacts dates, addresses, URLs, IP and MAC addresses, VINs and configured formats in free text', async () => {
       const list = HARBOR_SAMPLES.map(([, text], i) => `${literal(text)}::text as c${i}`).join(', ');
       for (const user of ['harbor', 'doctor'] as const) {

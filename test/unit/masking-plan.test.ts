@@ -211,14 +211,17 @@ describe('column plans', () => {
           { name: 'ssn', table: PATIENTS, attnum: 3 },
           { name: 'n', table: PATIENTS, attnum: 9, type: 20, format: 1 },
           { name: 't', table: PATIENTS, attnum: 9, type: 1083, format: 1 },
+          { name: 'photo', table: PATIENTS, attnum: 9, type: 17 },
+          { name: 'photo', table: PATIENTS, attnum: 9, type: 17, format: 1 },
         ]),
       ),
       { catalog, masks, expressionsReadMasked: false, safeHarbor: true },
     );
     // a binary int8 is read as its number (a phone number in an int8 is found as in text); a binary time no codec
-    // reads passes, as it did before codecs existed
-    expect(p.map((a) => a.kind)).toEqual(['detect', 'mask', 'detect', 'pass']);
+    // reads cannot be judged and becomes NULL; bytea (biometrics, photographs) is NULL in either format
+    expect(p.map((a) => a.kind)).toEqual(['detect', 'mask', 'detect', 'null', 'null', 'null']);
     expect(p[2]).toEqual({ kind: 'detect', type: 'int8', format: 1 });
+    expect(p[4]).toMatchObject({ reason: 'Safe Harbor: binary content (biometrics, photographs)' });
   });
 
   it('detects on expressions, and redacts them when the statement reads a masked column', () => {
