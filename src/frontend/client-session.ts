@@ -53,6 +53,7 @@ import { sendCancel } from '../backend/cancel.js';
 import { SessionPolicy } from '../policy/session-policy.js';
 import { statementTextRisk, type CompiledRole, type MaskedViewColumn } from '../policy/rules.js';
 import { SessionMasker } from '../masking/session-masker.js';
+import { canonicalText } from '../masking/typed-values.js';
 import { maskedViewColumns } from '../masking/mask-catalog.js';
 import type { MaskRule } from '../masking/mask-spec.js';
 import {
@@ -1036,8 +1037,11 @@ export class ClientSession implements ServerOwner {
         this.subjectIndexes.set(desc, indexes);
       }
       for (const { i, key } of indexes) {
-        const value = dataRowValue(msg, i);
-        if (value === null) continue;
+        const raw = dataRowValue(msg, i);
+        if (raw === null) continue;
+        // Keyed by the value's text, so that "who saw patient 1" finds binary clients too (an int4 1 is 4 bytes);
+        // a binary value of a type no codec reads is keyed by its bytes.
+        const value = canonicalText(desc[i].typeOid, desc[i].format, raw) ?? raw;
         let seen = this.subjects.get(key);
         if (!seen) this.subjects.set(key, (seen = new Set()));
         if (seen.size >= MAX_SUBJECTS_PER_STATEMENT) {

@@ -7,7 +7,7 @@ import type { MaskCatalog } from './mask-catalog.js';
 import type { MaskRule } from './mask-spec.js';
 import type { ResultDescription, ResultField } from './result-tracker.js';
 import { typedMaskUnavailable } from './typed-masks.js';
-import { TEXT_FORMAT, valueTypeOf, type ValueType } from './typed-values.js';
+import { TEXT_FORMAT, TEXT_LIKE_TYPES, valueTypeOf, type ValueType } from './typed-values.js';
 
 export type ColumnAction =
   | { readonly kind: 'pass' }
@@ -88,17 +88,6 @@ const SAFE_HARBOR_BINARY: ColumnAction = {
   reason: 'Safe Harbor: binary content (biometrics, photographs)',
 };
 const DETECT: ColumnAction = { kind: 'detect' };
-
-/**
- * Types whose binary form is their text (the UTF-8 bytes): a masked value is built the same way in either format.
- */
-const TEXT_LIKE_TYPES: ReadonlySet<number> = new Set([
-  25, // text
-  1043, // varchar
-  1042, // bpchar
-  19, // name
-  18, // "char"
-]);
 
 /** How the detectors read a column, or null when they cannot (binary values of types no codec reads). */
 function detect(field: ResultField): ColumnAction | null {

@@ -375,6 +375,30 @@ export function decodeValue<T extends ValueType>(type: T, format: number, bytes:
   return format === TEXT_FORMAT ? codec.fromText(bytes.toString('utf8')) : codec.fromBinary(bytes);
 }
 
+/**
+ * A value's text as PostgreSQL prints it, whichever format it came in: the bytes themselves in text format (and for
+ * types whose binary form is their text), the codec's text for binary values of the types here, null for binary
+ * values of other types. What keys a value the same for a text and a binary client (disclosure accounting).
+ */
+export function canonicalText(typeOid: number, format: number, bytes: Buffer): Buffer | null {
+  if (format === TEXT_FORMAT || TEXT_LIKE_TYPES.has(typeOid)) return bytes;
+  const type = valueTypeOf(typeOid);
+  if (type === undefined) return null;
+  const value = decodeValue(type, format, bytes);
+  return value === null ? null : Buffer.from((CODECS[type] as Codec<unknown>).toText(value), 'utf8');
+}
+
+/**
+ * Types whose binary form is their text (the UTF-8 bytes): a masked value is built the same way in either format.
+ */
+export const TEXT_LIKE_TYPES: ReadonlySet<number> = new Set([
+  25, // text
+  1043, // varchar
+  1042, // bpchar
+  19, // name
+  18, // "char"
+]);
+
 /** One value of `type` written in `format`. */
 export function encodeValue<T extends ValueType>(type: T, format: number, value: ValueOf[T]): Buffer {
   const codec: Codec<ValueOf[T]> = CODECS[type];

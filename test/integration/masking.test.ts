@@ -1693,5 +1693,24 @@ describe('PHI masking through pgwarden', () => {
       const text = JSON.stringify(masking);
       for (const p of PATIENTS) expect(text).not.toContain(`"${p.ssn}"`);
     });
+
+    it('keys a subject by its text for binary clients too (an int4 id is 4 bytes on the wire)', async () => {
+      const session = await Session.open(audited, 'analyst');
+      try {
+        const outcome = await session.binary('select id, ssn from mk_patients where id = $1', [3]);
+        expect(outcome.ok).toBe(true);
+      } finally {
+        await session.close();
+      }
+      const token = crypto.createHmac('sha256', HASH_KEY).update('3').digest('hex').slice(0, 32);
+      const found = (): boolean =>
+        readdirSync(auditDir)
+          .filter((f) => f.endsWith('.jsonl'))
+          .flatMap((f) => readFileSync(join(auditDir, f), 'utf8').split('\n').filter(Boolean))
+          .map((line) => JSON.parse(line) as { event: string; data: Record<string, unknown> })
+          .some((r) => r.event === 'masking' && JSON.stringify(r.data.subjects) === JSON.stringify([token]));
+      for (let i = 0; i < 50 && !found(); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(found()).toBe(true);
+    });
   });
 });
