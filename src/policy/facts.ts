@@ -71,12 +71,14 @@ export interface StatementFacts {
    * OVER), DISTINCT ON, LIMIT / OFFSET, aggregate FILTER (WHERE) and ORDER BY, CASE conditions anywhere, MERGE's ON
    * and WHEN ... AND, CTE SEARCH / CYCLE columns. An output column named by ORDER BY, GROUP BY or DISTINCT ON (by
    * position or by name) adds the references of its select-list expression. Everything under such a clause counts,
-   * subqueries included.
+   * subqueries included. A reference to a column of a subquery, CTE, VALUES list or join alias in FROM (or a
+   * renamed column) adds the references behind that column, transitively.
    */
   readonly predicateColumns: readonly ColumnRef[];
   /**
    * Column references used in a computation: everywhere except as the whole value of a select-list or RETURNING
    * entry (`SELECT ssn` returns it; `SELECT lower(ssn)`, `1/(ssn = 'x')::int`, `row_to_json(p)` compute with it).
+   * Derived columns add the references behind them, as in predicateColumns.
    */
   readonly expressionColumns: readonly ColumnRef[];
   readonly functions: readonly FunctionRef[];

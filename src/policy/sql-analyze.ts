@@ -604,6 +604,8 @@ class FactCollector {
   private readonly columns = new Map<string, ColumnRef>();
   private readonly predicates = new Map<string, ColumnRef>();
   private readonly expressions = new Map<string, ColumnRef>();
+  /** Columns of subqueries and CTEs in FROM, and of renamed relations: what a reference to one stands for. */
+  private readonly derived: DerivedColumn[] = [];
   private readonly functions = new Map<string, FunctionRef>();
   private readonly guard = {
     truncate: false,
@@ -707,13 +709,13 @@ class FactCollector {
     switch (type) {
       case 'RangeVar':
         this.addRelation(body, frame.target, wrapped && !frame.target ? frame.scope : null);
+        this.addRenamedRelation(body, wrapped && !frame.target ? frame.scope : null);
         return;
       case 'ColumnRef':
-        this.addColumnRef(body, frame.predicate);
-        if (frame.directOutput !== true) {
-          const parts = columnRefParts(body);
-          if (parts.length > 0) addColumnTo(this.expressions, parts.slice(0, -1), parts[parts.length - 1]);
-        }
+        this.addColumnRef(body, frame);
+        return;
+      case 'RangeSubselect':
+        this.addDerived(aliasName(body.alias), aliasColumns(body.alias), body.subquery);
         return;
       case 'FuncCall':
         this.addFunction(body);
@@ -731,6 +733,8 @@ class FactCollector {
           this.addColumn([], name);
           this.addPredicate([], name);
         }
+        // `(a JOIN b ...) AS j`: j.x is the x of either side.
+        if (isObject(body.alias)) this.addJoinAlias(body.alias);
         return;
       case 'SelectStmt':
         this.addOutputReferences(body);
@@ -744,6 +748,7 @@ class FactCollector {
             if (name !== null) this.addPredicate([], name);
           }
         }
+        this.addDerived(str(body.ctename), nameStrings(body.aliascolnames), body.ctequery);
         return;
       case 'InsertStmt': {
         const qualifier = targetQualifier(body.relation);
@@ -897,19 +902,21 @@ class FactCollector {
     if (!this.relations.has(key)) this.relations.set(key, Object.freeze({ schema, name, alias, target }));
   }
 
-  private addColumnRef(body: Json, predicate: boolean): void {
+  private addColumnRef(body: Json, frame: Frame): void {
     const parts = columnRefParts(body);
     if (parts.length === 0) return;
-    this.addColumn(parts.slice(0, -1), parts[parts.length - 1]);
-    if (predicate) this.addPredicate(parts.slice(0, -1), parts[parts.length - 1]);
+    const ref = columnRef(parts.slice(0, -1), parts[parts.length - 1]);
+    addColumnTo(this.columns, ref);
+    if (frame.predicate) addColumnTo(this.predicates, ref);
+    if (frame.directOutput !== true) addColumnTo(this.expressions, ref);
   }
 
   private addColumn(qualifier: readonly string[], name: string): void {
-    addColumnTo(this.columns, qualifier, name);
+    addColumnTo(this.columns, columnRef(qualifier, name));
   }
 
   private addPredicate(qualifier: readonly string[], name: string): void {
-    addColumnTo(this.predicates, qualifier, name);
+    addColumnTo(this.predicates, columnRef(qualifier, name));
   }
 
   /**
@@ -952,7 +959,48 @@ class FactCollector {
 
   /** Every column reference under `root`, as a predicate. */
   private addPredicatesUnder(root: unknown): void {
-    columnRefsUnder(root, this.predicates);
+    for (const ref of columnRefsUnder(root)) addColumnTo(this.predicates, ref);
+  }
+
+  /** The columns of a subquery in FROM or a CTE (`source`, renamed by `renamed` when given), from its query. */
+  private addDerived(source: string | null, renamed: readonly string[], query: unknown): void {
+    const outputs = queryOutputs(query);
+    if (outputs === null) {
+      // Not a shape read here: any name of it may carry anything under it.
+      this.derived.push({ source, name: null, refs: columnRefsUnder(query), star: null });
+      return;
+    }
+    for (const column of renameOutputs(outputs, renamed)) this.derived.push({ source, ...column });
+  }
+
+  /**
+   * `FROM patients p(a, b, c)` renames a table's first columns by position, and `FROM c x` (c a CTE) makes x a
+   * second name for c: the new names are unknown to the relation rules, so they stand for what they may rename.
+   */
+  private addRenamedRelation(body: Json, scope: CteScope | null): void {
+    const name = str(body.relname);
+    const alias = aliasName(body.alias);
+    if (name === null || alias === null) return;
+    const renamed = aliasColumns(body.alias);
+    const cte = str(body.schemaname) === null && str(body.catalogname) === null && cteVisible(scope, name);
+    if (cte) {
+      const star = columnRef([name], '*');
+      // Renamed by position: any of c's columns; otherwise x.n is c.n.
+      if (renamed.length > 0) this.derived.push({ source: alias, name: null, refs: [star], star: null });
+      else this.derived.push({ source: alias, name: null, refs: [star], star });
+      return;
+    }
+    for (const column of renamed)
+      this.derived.push({ source: alias, name: column, refs: [columnRef([alias], '*')], star: null });
+  }
+
+  /** `(a JOIN b ...) AS j`: j.n is the n of either side (renamed by position: any column of either). */
+  private addJoinAlias(alias: Json): void {
+    const source = aliasName(alias);
+    if (source === null) return;
+    const star = columnRef([], '*');
+    const renamed = aliasColumns(alias).length > 0;
+    this.derived.push({ source, name: null, refs: [star], star: renamed ? null : star });
   }
 
   private addFunction(body: Json): void {
@@ -977,14 +1025,15 @@ class FactCollector {
     outputs: ReadonlyArray<SelectOutput> | null = null,
   ): StatementFacts {
     const guard: GuardFlags = Object.freeze({ ddl: this.kinds.includes('ddl'), ...this.guard });
+    const derived = new DerivedColumns(this.derived);
     return Object.freeze({
       kind: this.kinds[0],
       kinds: Object.freeze([...this.kinds]),
       command,
       relations: Object.freeze([...this.relations.values()]),
       columns: Object.freeze([...this.columns.values()]),
-      predicateColumns: Object.freeze([...this.predicates.values()]),
-      expressionColumns: Object.freeze([...this.expressions.values()]),
+      predicateColumns: Object.freeze(derived.addBehind(this.predicates)),
+      expressionColumns: Object.freeze(derived.addBehind(this.expressions)),
       functions: Object.freeze([...this.functions.values()]),
       guard,
       setting,
@@ -1006,10 +1055,16 @@ function columnRefParts(body: Json): string[] {
   return parts;
 }
 
-/** Adds a column to a deduplicating map, frozen. */
-function addColumnTo(columns: Map<string, ColumnRef>, qualifier: readonly string[], name: string): void {
-  const key = JSON.stringify([qualifier, name]);
-  if (!columns.has(key)) columns.set(key, Object.freeze({ qualifier: Object.freeze([...qualifier]), name }));
+function columnRef(qualifier: readonly string[], name: string): ColumnRef {
+  return { qualifier: Object.freeze([...qualifier]), name };
+}
+
+/** Adds a column reference to a deduplicating map (the first one of a name wins), frozen; true when it was new. */
+function addColumnTo<C extends ColumnRef>(columns: Map<string, C>, ref: C): boolean {
+  const key = JSON.stringify([ref.qualifier, ref.name]);
+  if (columns.has(key)) return false;
+  columns.set(key, Object.freeze(ref));
+  return true;
 }
 
 /** A 1-based position in a select list, or AFTER_STAR: somewhere in or after a star's expansion (not in the tree). */
@@ -1052,9 +1107,9 @@ function groupingItems(groupClause: unknown): unknown[] {
   return items;
 }
 
-/** The target lists of a SELECT, or of every branch of a set operation (first branch first). */
-function setOperationBranches(select: Json): (readonly unknown[])[] {
-  const branches: (readonly unknown[])[] = [];
+/** A SELECT, or every branch of a set operation (first branch first): the SELECTs that make its rows. */
+function setOperationLeaves(select: Json): Json[] {
+  const leaves: Json[] = [];
   const stack: unknown[] = [select];
   while (stack.length > 0) {
     const s = stack.pop();
@@ -1063,9 +1118,14 @@ function setOperationBranches(select: Json): (readonly unknown[])[] {
       stack.push(s.rarg, s.larg);
       continue;
     }
-    branches.push(list(s.targetList));
+    leaves.push(s);
   }
-  return branches;
+  return leaves;
+}
+
+/** The target lists of a SELECT, or of every branch of a set operation (first branch first). */
+function setOperationBranches(select: Json): (readonly unknown[])[] {
+  return setOperationLeaves(select).map((s) => list(s.targetList));
 }
 
 /** A select list as ORDER BY, GROUP BY and DISTINCT ON see it. */
@@ -1251,8 +1311,9 @@ export function statementFactsOf(raw: unknown): StatementFacts {
   return collector.facts(command, setting, location, length, copyOut, outputs);
 }
 
-/** Adds every column reference under `root` (any depth, iteratively) to `into`. */
-function columnRefsUnder(root: unknown, into: Map<string, ColumnRef>): void {
+/** Every column reference under `root` (any depth, iteratively), each once. */
+function columnRefsUnder(root: unknown): ColumnRef[] {
+  const into = new Map<string, ColumnRef>();
   const stack: unknown[] = [root];
   while (stack.length > 0) {
     const v = stack.pop();
@@ -1264,11 +1325,36 @@ function columnRefsUnder(root: unknown, into: Map<string, ColumnRef>): void {
     const ref = nodeOf(v, 'ColumnRef');
     if (ref !== null) {
       const parts = columnRefParts(ref);
-      if (parts.length > 0) addColumnTo(into, parts.slice(0, -1), parts[parts.length - 1]);
+      if (parts.length > 0) addColumnTo(into, columnRef(parts.slice(0, -1), parts[parts.length - 1]));
       continue;
     }
     for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) stack.push(child);
   }
+  return [...into.values()];
+}
+
+/** One output column of a query, as the query that reads it by name sees it. */
+interface OutputColumn {
+  /** Its name (alias, else the name PostgreSQL gives the expression); null when that cannot be told here. */
+  readonly name: string | null;
+  /** Every column reference in its expression (of every branch, for a set operation). */
+  readonly refs: readonly ColumnRef[];
+  /** A star entry (`*`, `p.*`): a column of it named n is the column n behind the star. */
+  readonly star: ColumnRef | null;
+  /** The expression is one column reference: the column is returned as it is. */
+  readonly direct: boolean;
+}
+
+/** A select-list or RETURNING entry as an output column. */
+function outputColumn(entry: unknown): OutputColumn {
+  const val = nodeOf(entry, 'ResTarget')?.val;
+  const refs = columnRefsUnder(val);
+  return {
+    name: outputName(entry),
+    refs,
+    star: isStarTarget(entry) ? refs[0] : null,
+    direct: nodeOf(val, 'ColumnRef') !== null,
+  };
 }
 
 /** The column references under each select-list entry of a plain SELECT; null with a set operation. */
@@ -1276,13 +1362,165 @@ function selectOutputs(body: Json): ReadonlyArray<SelectOutput> | null {
   if (body.op !== undefined && body.op !== 'SETOP_NONE') return null;
   return Object.freeze(
     list(body.targetList).map((entry) => {
-      const refs = new Map<string, ColumnRef>();
-      const val = nodeOf(entry, 'ResTarget')?.val;
-      const direct = nodeOf(val, 'ColumnRef') !== null;
-      columnRefsUnder(val, refs);
-      return Object.freeze({ refs: Object.freeze([...refs.values()]), direct });
+      const { refs, direct } = outputColumn(entry);
+      return Object.freeze({ refs: Object.freeze(refs), direct });
     }),
   );
+}
+
+/**
+ * The output columns of a query read by name (a subquery in FROM, a CTE: a SELECT, VALUES, a set operation, or a
+ * data-modifying statement's RETURNING), or null for any other shape.
+ */
+function queryOutputs(query: unknown): OutputColumn[] | null {
+  const select = nodeOf(query, 'SelectStmt');
+  if (select === null) {
+    for (const type of ['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']) {
+      const dml = nodeOf(query, type);
+      if (dml !== null) return list(dml.returningList).map(outputColumn);
+    }
+    return null;
+  }
+  const branches = setOperationLeaves(select).map(branchOutputs);
+  if (branches.length === 1) return branches[0];
+  // A set operation: names from the first branch, values from every branch at the same position; a star hides
+  // the positions of what follows it, so with one anywhere the columns are told apart by nothing.
+  if (branches.some((b) => b.some((c) => c.star !== null))) {
+    const refs = new Map<string, ColumnRef>();
+    for (const b of branches) for (const c of b) for (const r of c.refs) addColumnTo(refs, r);
+    return [{ name: null, refs: [...refs.values()], star: null, direct: false }];
+  }
+  return branches[0].map((first, i) => {
+    const refs = new Map<string, ColumnRef>();
+    for (const b of branches) for (const r of b[i]?.refs ?? []) addColumnTo(refs, r);
+    return { name: first.name, refs: [...refs.values()], star: null, direct: false };
+  });
+}
+
+/** The output columns of one SELECT or VALUES list (its columns named column1, column2, ...). */
+function branchOutputs(select: Json): OutputColumn[] {
+  if (select.valuesLists === undefined) return list(select.targetList).map(outputColumn);
+  const columns: { refs: Map<string, ColumnRef> }[] = [];
+  for (const row of list(select.valuesLists)) {
+    const items = list(nodeOf(row, 'List')?.items);
+    items.forEach((item, i) => {
+      columns[i] ??= { refs: new Map() };
+      for (const r of columnRefsUnder(item)) addColumnTo(columns[i].refs, r);
+    });
+  }
+  return columns.map((c, i) => ({
+    name: `column${i + 1}`,
+    refs: [...c.refs.values()],
+    star: null,
+    direct: false,
+  }));
+}
+
+/**
+ * A column alias list (`AS t(a, b)`) renames a query's columns by position. Past a star the positions are unknown:
+ * from the star on, every column may carry any of the names.
+ */
+function renameOutputs(outputs: readonly OutputColumn[], renamed: readonly string[]): OutputColumn[] {
+  if (renamed.length === 0) return [...outputs];
+  const firstStar = outputs.findIndex((c) => c.star !== null);
+  return outputs.map((c, i) => {
+    if (firstStar >= 0 && i >= firstStar) return { ...c, name: null, star: null };
+    return i < renamed.length ? { ...c, name: renamed[i] } : c;
+  });
+}
+
+/** The name of an Alias struct (`AS t`), or null. */
+function aliasName(alias: unknown): string | null {
+  return isObject(alias) ? str(alias.aliasname) : null;
+}
+
+/** The column names of an Alias struct (`AS t(a, b)`). */
+function aliasColumns(alias: unknown): string[] {
+  return isObject(alias) ? nameStrings(alias.colnames) : [];
+}
+
+/** The strings of a list of String nodes. */
+function nameStrings(v: unknown): string[] {
+  return list(v)
+    .map((n) => stringNode(n))
+    .filter((n): n is string => n !== null);
+}
+
+/** A column of a subquery or CTE in FROM, or a renamed column of a relation, by the name it is read under. */
+interface DerivedColumn extends Omit<OutputColumn, 'direct'> {
+  /** The name its row source is known by (alias, CTE name); null for a subquery without an alias. */
+  readonly source: string | null;
+}
+
+/**
+ * The derived columns of a statement, to find what a reference stands for. A reference to a column of a subquery,
+ * CTE, VALUES list or join alias (`SELECT s::int FROM (SELECT ssn AS s ...) t`) names no relation's column: it
+ * stands for the references behind that column, and those may name derived columns in turn. Names are matched
+ * across the whole statement, as relation rules match them: a name that two levels use counts for both.
+ */
+class DerivedColumns {
+  private readonly bySource = new Map<string, DerivedColumn[]>();
+  private readonly byName = new Map<string, DerivedColumn[]>();
+  /** Columns any name may reach: unnamed ones and stars. */
+  private readonly unnamed: DerivedColumn[] = [];
+
+  constructor(private readonly all: readonly DerivedColumn[]) {
+    for (const d of all) {
+      if (d.source !== null) pushTo(this.bySource, d.source, d);
+      if (d.name !== null && d.star === null) pushTo(this.byName, d.name, d);
+      else this.unnamed.push(d);
+    }
+  }
+
+  /**
+   * The references in `refs` and, transitively, every reference behind one that may name a derived column; each
+   * added one keeps what made its origin a predicate.
+   */
+  addBehind<C extends ColumnRef>(refs: Map<string, C>): C[] {
+    if (this.all.length > 0) {
+      const pending = [...refs.values()];
+      while (pending.length > 0) {
+        const ref = pending.pop()!;
+        for (const behind of this.behind(ref)) {
+          const added = { ...ref, qualifier: behind.qualifier, name: behind.name } as C;
+          if (addColumnTo(refs, added)) pending.push(added);
+        }
+      }
+    }
+    return [...refs.values()];
+  }
+
+  /** What one reference may stand for, one level down. */
+  private behind(ref: ColumnRef): ColumnRef[] {
+    const out: ColumnRef[] = [];
+    const q = ref.qualifier;
+    if (q.length > 1) return out; // schema-qualified: a relation's column
+    if (q.length === 1) {
+      for (const d of this.bySource.get(q[0]) ?? []) columnBehind(d, ref.name, out);
+      return out;
+    }
+    if (ref.name === '*') {
+      for (const d of this.all) columnBehind(d, '*', out);
+      return out;
+    }
+    for (const d of this.byName.get(ref.name) ?? []) columnBehind(d, ref.name, out);
+    for (const d of this.unnamed) columnBehind(d, ref.name, out);
+    // A lone name that is a source's name is a whole-row reference to it.
+    for (const d of this.bySource.get(ref.name) ?? []) columnBehind(d, '*', out);
+    return out;
+  }
+}
+
+/** What column `name` (or '*': all of them) of a derived column's source may stand for, if it may be `d`. */
+function columnBehind(d: DerivedColumn, name: string, out: ColumnRef[]): void {
+  if (d.star !== null) out.push(name === '*' ? d.star : columnRef(d.star.qualifier, name));
+  else if (name === '*' || d.name === null || d.name === name) out.push(...d.refs);
+}
+
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const values = map.get(key);
+  if (values === undefined) map.set(key, [value]);
+  else values.push(value);
 }
 
 /** COPY ... TO: its format, header, other options, relation and column list. */

@@ -380,7 +380,8 @@ const CASES: Case[] = [
     kinds: ['merge', 'select', 'insert'],
     relations: ['>t x', 's'],
     columns: ['*', 'x.*', 'x.id', 'y.id'],
-    predicates: ['x.id', 'y.id'],
+    // y.id is the id behind the subquery's star.
+    predicates: ['id', 'x.id', 'y.id'],
   },
 
   // ---- COPY ----
@@ -1004,6 +1005,64 @@ const CASES: Case[] = [
     relations: ['patients'],
     columns: ['*', 'b.name', 'name', 'ssn'],
     predicates: ['b.name', 'name', 'ssn'],
+  }, // ---- references to derived columns ----
+  // A reference to a column of a subquery, CTE, VALUES list, join alias or renamed table stands for the
+  // references behind it.
+  {
+    sql: "SELECT s FROM (SELECT ssn AS s FROM patients) t WHERE s LIKE '1%'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['s', 'ssn'],
+    predicates: ['s', 'ssn'],
+  },
+  {
+    sql: "WITH c(x) AS (SELECT ssn FROM patients) SELECT 1 FROM c WHERE c.x = '1'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['c.x', 'ssn'],
+    predicates: ['c.x', 'ssn'],
+  },
+  {
+    sql: "WITH c AS (SELECT p.ssn FROM patients p) SELECT 1 FROM c x WHERE x.ssn = '1'",
+    kinds: ['select'],
+    relations: ['patients p'],
+    columns: ['p.ssn', 'x.ssn'],
+    predicates: ['c.ssn', 'p.ssn', 'x.ssn'],
+  },
+  {
+    sql: 'SELECT * FROM (SELECT * FROM patients) t WHERE t.id = 1',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['*', 't.id'],
+    predicates: ['id', 't.id'],
+  },
+  {
+    sql: "SELECT 1 FROM patients p(a, b) WHERE b = '1'",
+    kinds: ['select'],
+    relations: ['patients p'],
+    columns: ['b'],
+    predicates: ['b', 'p.*'],
+  },
+  {
+    sql: "SELECT 1 FROM (patients JOIN visits USING (id)) j WHERE j.ssn > '1'",
+    kinds: ['select'],
+    relations: ['patients', 'visits'],
+    columns: ['id', 'j.ssn'],
+    predicates: ['id', 'j.ssn', 'ssn'],
+  },
+  {
+    sql: "SELECT 1 FROM (VALUES ((SELECT ssn FROM patients LIMIT 1))) v(x) WHERE x = '1'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn', 'x'],
+    predicates: ['ssn', 'x'],
+  },
+  {
+    sql: "SELECT y FROM (SELECT name FROM patients UNION ALL SELECT ssn FROM archive) u(y) WHERE u.y = 'x'",
+    kinds: ['select'],
+    relations: ['archive', 'patients'],
+    columns: ['name', 'ssn', 'u.y', 'y'],
+    predicates: ['name', 'ssn', 'u.y'],
   },
 ];
 
