@@ -24,6 +24,12 @@ export interface ColumnRef {
   readonly name: string;
 }
 
+/** A column reference that filters, orders, groups or compares (see StatementFacts.predicateColumns). */
+export interface PredicateRef extends ColumnRef {
+  /** The clause or construct that makes it a predicate, for a person: 'WHERE', 'INTERSECT', 'a comparison (=)'. */
+  readonly use: string;
+}
+
 export interface FunctionRef {
   readonly schema: string | null;
   readonly name: string;
@@ -64,17 +70,21 @@ export interface StatementFacts {
   readonly relations: readonly RelationRef[];
   readonly columns: readonly ColumnRef[];
   /**
-   * The column references (as in `columns`) that decide which rows come back, in what order or grouping, rather
-   * than what they contain: a role that sees a column masked could still infer it from these (`WHERE ssn LIKE
-   * '1%'`). At any query level: WHERE (SELECT, UPDATE, DELETE, ON CONFLICT, COPY FROM), JOIN ... ON and USING (a
-   * NATURAL join as '*'), ORDER BY, GROUP BY and grouping sets, HAVING, window PARTITION BY / ORDER BY (WINDOW and
-   * OVER), DISTINCT ON, LIMIT / OFFSET, aggregate FILTER (WHERE) and ORDER BY, CASE conditions anywhere, MERGE's ON
-   * and WHEN ... AND, CTE SEARCH / CYCLE columns. An output column named by ORDER BY, GROUP BY or DISTINCT ON (by
+   * The column references (as in `columns`) that decide which rows come back, in what order or grouping, or that
+   * are compared, rather than what they contain: a role that sees a column masked could still infer it from these
+   * (`WHERE ssn LIKE '1%'`, `SELECT ssn ... INTERSECT SELECT '123-45-6789'`). At any query level: WHERE (SELECT,
+   * UPDATE, DELETE, ON CONFLICT, COPY FROM), JOIN ... ON and USING (a NATURAL join as '*'), ORDER BY, GROUP BY and
+   * grouping sets, HAVING, window PARTITION BY / ORDER BY (WINDOW and OVER), DISTINCT ON, LIMIT / OFFSET, aggregate
+   * FILTER (WHERE), ORDER BY and WITHIN GROUP (ORDER BY), CASE conditions anywhere, MERGE's ON and WHEN ... AND, CTE
+   * SEARCH / CYCLE columns; any comparison, LIKE, IN, BETWEEN, NULLIF, null or boolean test, JSON key lookup,
+   * GREATEST / LEAST, comparing function (`strpos`, `regexp_match`, `min`, ...) or aggregate DISTINCT, the select
+   * list included; every output column of a SELECT DISTINCT, of each branch of a set operation other than UNION
+   * ALL, and of an IN / ANY / ALL subquery. An output column named by ORDER BY, GROUP BY or DISTINCT ON (by
    * position or by name) adds the references of its select-list expression. Everything under such a clause counts,
    * subqueries included. A reference to a column of a subquery, CTE, VALUES list or join alias in FROM (or a
    * renamed column) adds the references behind that column, transitively.
    */
-  readonly predicateColumns: readonly ColumnRef[];
+  readonly predicateColumns: readonly PredicateRef[];
   /**
    * Column references used in a computation: everywhere except as the whole value of a select-list or RETURNING
    * entry (`SELECT ssn` returns it; `SELECT lower(ssn)`, `1/(ssn = 'x')::int`, `row_to_json(p)` compute with it).

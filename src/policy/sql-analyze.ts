@@ -14,6 +14,7 @@ import type {
   GuardFlags,
   ParseFailure,
   ParseResult,
+  PredicateRef,
   RelationRef,
   SettingChange,
   StatementFacts,
@@ -334,36 +335,39 @@ const STRUCT_FIELDS: Readonly<Record<string, Readonly<Record<string, string>>>> 
 const SKIPPED_FIELDS: Readonly<Record<string, string>> = { LockingClause: 'lockedRels' };
 
 /**
- * Fields whose expressions choose, order or group rows instead of producing values: a column used here can be
- * inferred from which rows come back even when its values are masked. Everything under such a field counts, so an
- * unknown node (or a subquery) inside a WHERE is searched like the rest.
+ * Fields whose expressions choose, order or group rows, or compare values, instead of producing values: a column
+ * used here can be inferred from which rows come back (or what a comparison returns) even when its values are
+ * masked. Everything under such a field counts, so an unknown node (or a subquery) inside a WHERE is searched like
+ * the rest. Each field names the clause for the refusal message ("may not be used in ...").
  */
-const PREDICATE_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
-  SelectStmt: new Set([
-    'whereClause',
-    'groupClause',
-    'havingClause',
-    'windowClause',
-    'sortClause',
-    'distinctClause',
-    'limitOffset',
-    'limitCount',
-  ]),
-  JoinExpr: new Set(['quals']),
-  MergeStmt: new Set(['joinCondition']),
-  MergeWhenClause: new Set(['condition']),
-  WindowDef: new Set(['partitionClause', 'orderClause']),
-  FuncCall: new Set(['agg_filter', 'agg_order']),
+const PREDICATE_FIELDS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  SelectStmt: {
+    whereClause: 'WHERE',
+    groupClause: 'GROUP BY',
+    havingClause: 'HAVING',
+    windowClause: 'a WINDOW clause',
+    sortClause: 'ORDER BY',
+    distinctClause: 'DISTINCT ON',
+    limitOffset: 'OFFSET',
+    limitCount: 'LIMIT',
+  },
+  JoinExpr: { quals: 'a JOIN condition' },
+  MergeStmt: { joinCondition: 'a MERGE condition' },
+  MergeWhenClause: { condition: 'a MERGE condition' },
+  WindowDef: { partitionClause: 'PARTITION BY', orderClause: 'a window ORDER BY' },
+  FuncCall: { agg_filter: 'an aggregate FILTER' },
   // A simple CASE compares its operand with each WHEN value; a searched CASE tests each WHEN condition. Either way
   // the result chosen tells the condition, in the select list too.
-  CaseExpr: new Set(['arg']),
-  CaseWhen: new Set(['expr']),
+  CaseExpr: { arg: 'a CASE comparison' },
+  CaseWhen: { expr: 'a CASE condition' },
   // A comparison anywhere, the select list included, tells something about its operands: `(ssn = '...')::int`
   // as a value, or as a division by zero, answers a guess as surely as a WHERE does.
-  BoolExpr: new Set(['args']),
-  NullTest: new Set(['arg']),
-  BooleanTest: new Set(['arg']),
-  SubLink: new Set(['testexpr']),
+  BoolExpr: { args: 'AND / OR / NOT' },
+  NullTest: { arg: 'IS NULL' },
+  BooleanTest: { arg: 'IS TRUE / IS FALSE' },
+  SubLink: { testexpr: 'IN / ANY / ALL (subquery)' },
+  // GREATEST and LEAST return whichever operand compares highest or lowest: `greatest(ssn, '5')` answers a guess.
+  MinMaxExpr: { args: 'GREATEST / LEAST' },
 };
 
 /** Operators that compare, match or test containment: their operands are predicates wherever they stand. */
@@ -395,25 +399,171 @@ const COMPARISON_OPERATORS: ReadonlySet<string> = new Set([
   '<<=',
   '>>=',
   '^@',
+  // A JSON key or path lookup returns NULL when the key is absent: like `?`, it answers whether a masked document
+  // has the key, and with the masked value as the key (`'{"123-45-6789": 1}' -> ssn`) it is an equality test.
+  '->',
+  '->>',
+  '#>',
+  '#>>',
 ]);
 
-/** A_Expr kinds other than a plain operator (IN, LIKE, BETWEEN, DISTINCT, NULLIF, ANY/ALL) all compare. */
-function comparesOperands(body: Json): boolean {
-  if (body.kind !== 'AEXPR_OP') return true;
-  const op = list(body.name)
-    .map((n) => stringNode(n))
-    .filter((n): n is string => n !== null);
-  return op.length > 0 && COMPARISON_OPERATORS.has(op[op.length - 1]);
+/**
+ * Functions whose only use on a masked value is to compare it: their result (a position, a match, a distance, the
+ * smaller or larger value, an array element found) answers a guess, and masked output keeps NULLs and the masked
+ * form of the value chosen (`min(ssn)` shows the last four digits of the smallest SSN). Their arguments are
+ * predicates.
+ */
+const COMPARING_FUNCTIONS: ReadonlySet<string> = new Set([
+  'strpos',
+  'position',
+  'starts_with',
+  'regexp_like',
+  'regexp_match',
+  'regexp_matches',
+  'regexp_count',
+  'regexp_instr',
+  'regexp_substr',
+  'similar_escape',
+  'similar_to_escape',
+  'like',
+  'ilike',
+  'notlike',
+  'notilike',
+  'texteq',
+  'textne',
+  'text_lt',
+  'text_le',
+  'text_gt',
+  'text_ge',
+  'bttextcmp',
+  'textlike',
+  'textnlike',
+  'texticlike',
+  'texticnlike',
+  'textregexeq',
+  'textregexne',
+  'texticregexeq',
+  'texticregexne',
+  'levenshtein',
+  'levenshtein_less_equal',
+  'similarity',
+  'word_similarity',
+  'strict_word_similarity',
+  'difference',
+  'min',
+  'max',
+  'array_position',
+  'array_positions',
+  'array_remove',
+  'array_replace',
+  'json_extract_path',
+  'json_extract_path_text',
+  'jsonb_extract_path',
+  'jsonb_extract_path_text',
+]);
+
+/**
+ * The comparison an A_Expr makes, or null: its kinds other than a plain operator (IN, LIKE, BETWEEN, DISTINCT,
+ * NULLIF, ANY/ALL) all compare.
+ */
+function comparisonOf(body: Json): string | null {
+  const kind = str(body.kind) ?? 'AEXPR_OP';
+  if (kind !== 'AEXPR_OP') return `a comparison (${kind.replace(/^AEXPR_/, '').replace(/_/g, ' ')})`;
+  const op = operatorName(body);
+  return op !== null && COMPARISON_OPERATORS.has(op.name) ? `a comparison (${op.name})` : null;
 }
 
-function isPredicateField(type: string | null, field: string, body: Json): boolean {
+/** An operator's name and schema (null when unqualified), or null when it has none. */
+function operatorName(body: Json): { readonly schema: string | null; readonly name: string } | null {
+  const parts = list(body.name)
+    .map((n) => stringNode(n))
+    .filter((n): n is string => n !== null);
+  if (parts.length === 0) return null;
+  return { schema: parts.length >= 2 ? parts[parts.length - 2] : null, name: parts[parts.length - 1] };
+}
+
+/** A function call's name and schema (null when unqualified), as written after the parser's case folding. */
+function functionName(body: Json): { readonly schema: string | null; readonly name: string } | null {
+  const parts = list(body.funcname)
+    .map((n) => stringNode(n))
+    .filter((n): n is string => n !== null);
+  if (parts.length === 0) return null;
+  return { schema: parts.length >= 2 ? parts[parts.length - 2] : null, name: parts[parts.length - 1] };
+}
+
+/** A FuncCall's arguments compare: DISTINCT inside an aggregate, or a comparing function. */
+function comparingCall(body: Json): string | null {
+  if (body.agg_distinct === true) return 'an aggregate DISTINCT';
+  const fn = functionName(body);
+  return fn !== null && COMPARING_FUNCTIONS.has(fn.name)
+    ? `${fn.name}(), which compares its arguments`
+    : null;
+}
+
+/**
+ * What makes `field` of a `type` node a predicate (for the refusal message), or null. `comparedOutputs` is set for
+ * a SELECT whose output columns are compared (see outputComparison).
+ */
+function predicateUse(
+  type: string | null,
+  field: string,
+  body: Json,
+  comparedOutputs: string | null,
+): string | null {
   // Any node's WHERE, a node type this module does not know included (UPDATE, DELETE, ON CONFLICT, COPY FROM, ...).
-  if (field === 'whereClause') return true;
-  if (type === null) return false;
-  // WITHIN GROUP (ORDER BY x) is an ordered-set aggregate's argument (its output), not an ordering of its input.
-  if (type === 'FuncCall' && field === 'agg_order') return body.agg_within_group !== true;
-  if (type === 'A_Expr') return (field === 'lexpr' || field === 'rexpr') && comparesOperands(body);
-  return lookup(PREDICATE_FIELDS, type)?.has(field) === true;
+  if (field === 'whereClause') return 'WHERE';
+  if (type === null) return null;
+  switch (type) {
+    case 'SelectStmt':
+      if (field === 'targetList' || field === 'valuesLists') return comparedOutputs;
+      break;
+    case 'FuncCall':
+      if (field === 'args') return comparingCall(body);
+      // WITHIN GROUP (ORDER BY x) sorts x to pick the value returned (percentile_disc, mode), as min and max do.
+      if (field === 'agg_order')
+        return body.agg_within_group === true ? 'WITHIN GROUP (ORDER BY)' : 'an aggregate ORDER BY';
+      break;
+    case 'A_Expr':
+      return field === 'lexpr' || field === 'rexpr' ? comparisonOf(body) : null;
+    default:
+      break;
+  }
+  return lookup(PREDICATE_FIELDS, type)?.[field] ?? null;
+}
+
+/**
+ * Why the output columns of a SELECT are compared with each other, or null: a plain DISTINCT compares every output
+ * column, and so does every set operation but UNION ALL (UNION removes duplicates; INTERSECT and EXCEPT, ALL or
+ * not, match rows): `SELECT ssn ... INTERSECT SELECT '123-45-6789'` answers a guess. An operation this module does
+ * not know compares.
+ */
+function outputComparison(select: Json): string | null {
+  const distinct = list(select.distinctClause);
+  // Plain DISTINCT is a list holding one empty node; DISTINCT ON lists expressions (predicates of their own).
+  if (distinct.some((item) => isObject(item) && Object.keys(item).length === 0)) return 'SELECT DISTINCT';
+  const op = str(select.op);
+  if (op === null || op === 'SETOP_NONE') return null;
+  if (op === 'SETOP_UNION' && select.all === true) return null;
+  return op.replace(/^SETOP_/, '') + (select.all === true ? ' ALL' : '');
+}
+
+/**
+ * What compares the output columns of the SELECT in `field`, or null: the branches of a set operation that
+ * compares (`comparedOutputs`, see outputComparison), the subquery of IN / ANY / ALL or a row comparison. A
+ * scalar, ARRAY or EXISTS subquery compares nothing; a kind this module does not know compares.
+ */
+function comparedByField(
+  type: string | null,
+  field: string,
+  body: Json,
+  comparedOutputs: string | null,
+): string | null {
+  if (type === 'SelectStmt') return field === 'larg' || field === 'rarg' ? comparedOutputs : null;
+  if (type !== 'SubLink' || field !== 'subselect') return null;
+  const kind = str(body.subLinkType);
+  return kind === 'EXPR_SUBLINK' || kind === 'ARRAY_SUBLINK' || kind === 'EXISTS_SUBLINK'
+    ? null
+    : 'IN / ANY / ALL (subquery)';
 }
 
 /** Relations the statement writes: the contract's list (DML targets, COPY FROM, TRUNCATE, LOCK). */
@@ -530,8 +680,13 @@ interface Frame {
   readonly scope: CteScope | null;
   /** The relation(s) at this point are written by the statement. */
   readonly target: boolean;
-  /** Inside a clause that filters, orders or groups rows (see PREDICATE_FIELDS); children inherit it. */
-  readonly predicate: boolean;
+  /**
+   * Inside a clause or construct that filters, orders, groups or compares (see predicateUse): what it is, for the
+   * refusal message; null outside. Children inherit it.
+   */
+  readonly predicate: string | null;
+  /** On a SELECT whose output columns an enclosing set operation or IN (subquery) compares: what compares them. */
+  readonly comparedBy?: string | null;
   /** An entry of a select list or RETURNING list (a ResTarget whose value is an output column). */
   readonly outputList?: boolean;
   /** The value of such an entry: a column reference here is returned as it is, not computed with. */
@@ -602,7 +757,7 @@ class FactCollector {
   private readonly kinds: StatementKind[];
   private readonly relations = new Map<string, RelationRef>();
   private readonly columns = new Map<string, ColumnRef>();
-  private readonly predicates = new Map<string, ColumnRef>();
+  private readonly predicates = new Map<string, PredicateRef>();
   private readonly expressions = new Map<string, ColumnRef>();
   /** Columns of subqueries and CTEs in FROM, and of renamed relations: what a reference to one stands for. */
   private readonly derived: DerivedColumn[] = [];
@@ -624,7 +779,7 @@ class FactCollector {
 
   /** Walks the whole tree under `root` with an explicit stack: depth costs heap, never call stack. */
   walk(root: unknown): void {
-    const stack: Frame[] = [{ value: root, bareType: null, scope: null, target: false, predicate: false }];
+    const stack: Frame[] = [{ value: root, bareType: null, scope: null, target: false, predicate: null }];
     while (stack.length > 0) {
       const frame = stack.pop()!;
       const value = frame.value;
@@ -654,6 +809,7 @@ class FactCollector {
     }
     const structFields = type === null ? undefined : lookup(STRUCT_FIELDS, type);
     const skipped = type === null ? undefined : lookup(SKIPPED_FIELDS, type);
+    const comparedOutputs = type === 'SelectStmt' ? (frame.comparedBy ?? outputComparison(body)) : null;
     const keys = Object.keys(body);
     for (let i = keys.length - 1; i >= 0; i--) {
       const key = keys[i];
@@ -665,7 +821,8 @@ class FactCollector {
         bareType: structFields === undefined ? null : (lookup(structFields, key) ?? null),
         scope,
         target: type !== null && isTargetField(type, key, body),
-        predicate: frame.predicate || isPredicateField(type, key, body),
+        predicate: frame.predicate ?? predicateUse(type, key, body, comparedOutputs),
+        comparedBy: comparedByField(type, key, body, comparedOutputs),
         outputList: isOutputListField(type, key),
         directOutput: type === 'ResTarget' && frame.outputList === true && key === 'val',
       });
@@ -681,7 +838,7 @@ class FactCollector {
   private withScopes(
     withClause: Json,
     outer: CteScope | null,
-    predicate: boolean,
+    predicate: string | null,
   ): [CteScope | null, Frame[]] {
     const entries = list(withClause.ctes);
     const names = entries.map((c) => str(nodeOf(c, 'CommonTableExpr')?.ctename));
@@ -725,13 +882,13 @@ class FactCollector {
         // Either way the join compares those columns: they are predicates.
         if (body.isNatural === true) {
           this.addColumn([], '*');
-          this.addPredicate([], '*');
+          this.addPredicate([], '*', 'a JOIN condition');
         }
         for (const item of list(body.usingClause)) {
           const name = stringNode(item);
           if (name === null) continue;
           this.addColumn([], name);
-          this.addPredicate([], name);
+          this.addPredicate([], name, 'a JOIN condition');
         }
         // `(a JOIN b ...) AS j`: j.x is the x of either side.
         if (isObject(body.alias)) this.addJoinAlias(body.alias);
@@ -745,7 +902,7 @@ class FactCollector {
           if (!isObject(clause)) continue;
           for (const item of list(clause.search_col_list ?? clause.cycle_col_list)) {
             const name = stringNode(item);
-            if (name !== null) this.addPredicate([], name);
+            if (name !== null) this.addPredicate([], name, 'a CTE SEARCH or CYCLE clause');
           }
         }
         this.addDerived(str(body.ctename), nameStrings(body.aliascolnames), body.ctequery);
@@ -907,7 +1064,7 @@ class FactCollector {
     if (parts.length === 0) return;
     const ref = columnRef(parts.slice(0, -1), parts[parts.length - 1]);
     addColumnTo(this.columns, ref);
-    if (frame.predicate) addColumnTo(this.predicates, ref);
+    if (frame.predicate !== null) addColumnTo(this.predicates, { ...ref, use: frame.predicate });
     if (frame.directOutput !== true) addColumnTo(this.expressions, ref);
   }
 
@@ -915,8 +1072,8 @@ class FactCollector {
     addColumnTo(this.columns, columnRef(qualifier, name));
   }
 
-  private addPredicate(qualifier: readonly string[], name: string): void {
-    addColumnTo(this.predicates, columnRef(qualifier, name));
+  private addPredicate(qualifier: readonly string[], name: string, use: string): void {
+    addColumnTo(this.predicates, { ...columnRef(qualifier, name), use });
   }
 
   /**
@@ -926,14 +1083,19 @@ class FactCollector {
    * ways (the reference itself is already a predicate): which one PostgreSQL picks does not matter to a guard.
    */
   private addOutputReferences(select: Json): void {
-    const items: unknown[] = [];
-    for (const sortBy of list(select.sortClause)) items.push(nodeOf(sortBy, 'SortBy')?.node);
-    for (const item of groupingItems(select.groupClause)) items.push(item);
-    for (const item of list(select.distinctClause)) items.push(item);
-    if (items.length === 0) return;
-
+    const clauses: [string, unknown[]][] = [
+      ['ORDER BY', list(select.sortClause).map((sortBy) => nodeOf(sortBy, 'SortBy')?.node)],
+      ['GROUP BY', groupingItems(select.groupClause)],
+      ['DISTINCT ON', [...list(select.distinctClause)]],
+    ];
+    if (clauses.every(([, items]) => items.length === 0)) return;
     // A set operation's ORDER BY names the columns of its first branch and sorts the values of every branch.
     const branches = setOperationBranches(select).map(selectList);
+    for (const [use, items] of clauses) this.addOutputPositions(branches, items, use);
+  }
+
+  private addOutputPositions(branches: readonly SelectList[], items: readonly unknown[], use: string): void {
+    if (items.length === 0) return;
     const positionsByName = branches.length > 0 ? branches[0].positionsByName : new Map<string, Position[]>();
     // Each position once, so that the work stays linear in the statement's size.
     const positions = new Set<Position>();
@@ -950,16 +1112,18 @@ class FactCollector {
       for (const position of positions) {
         if (position === AFTER_STAR) unknownFrom = Math.max(0, branch.firstStar);
         else if (branch.firstStar >= 0 && position > branch.firstStar) unknownFrom ??= branch.firstStar;
-        else if (position <= branch.entries.length) this.addPredicatesUnder(branch.entries[position - 1]);
+        else if (position <= branch.entries.length)
+          this.addPredicatesUnder(branch.entries[position - 1], use);
       }
       if (unknownFrom === null) continue;
-      for (let i = unknownFrom; i < branch.entries.length; i++) this.addPredicatesUnder(branch.entries[i]);
+      for (let i = unknownFrom; i < branch.entries.length; i++)
+        this.addPredicatesUnder(branch.entries[i], use);
     }
   }
 
   /** Every column reference under `root`, as a predicate. */
-  private addPredicatesUnder(root: unknown): void {
-    for (const ref of columnRefsUnder(root)) addColumnTo(this.predicates, ref);
+  private addPredicatesUnder(root: unknown, use: string): void {
+    for (const ref of columnRefsUnder(root)) addColumnTo(this.predicates, { ...ref, use });
   }
 
   /** The columns of a subquery in FROM or a CTE (`source`, renamed by `renamed` when given), from its query. */
@@ -1004,16 +1168,10 @@ class FactCollector {
   }
 
   private addFunction(body: Json): void {
-    const parts: string[] = [];
-    for (const part of list(body.funcname)) {
-      const s = stringNode(part);
-      if (s !== null) parts.push(s);
-    }
-    if (parts.length === 0) return;
-    const name = parts[parts.length - 1];
-    const schema = parts.length >= 2 ? parts[parts.length - 2] : null;
-    const key = JSON.stringify([schema, name]);
-    if (!this.functions.has(key)) this.functions.set(key, Object.freeze({ schema, name }));
+    const fn = functionName(body);
+    if (fn === null) return;
+    const key = JSON.stringify([fn.schema, fn.name]);
+    if (!this.functions.has(key)) this.functions.set(key, Object.freeze(fn));
   }
 
   facts(

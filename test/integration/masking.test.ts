@@ -4,8 +4,10 @@
 // row and JSON constructors, aggregates, CTEs, subqueries, set operations, views, SQL functions, predicates,
 // EXPLAIN, COPY, statistics, errors, notices, notifications, settings). Each attempt must leave no real value of a
 // masked column anywhere the client can see it: every returned value, every error and notice field, every
-// notification and parameter report. The same statements under an unmasked role (`doctor`) return the real values,
-// and the simple cases return exactly the configured masked forms.
+// notification and parameter report. Inference is refused too, comparisons without a comparison operator
+// included (set operations other than UNION ALL, DISTINCT, comparing functions, min/max), which would answer a
+// guess by which rows come back. The same statements under an unmasked role (`doctor`) return the real values, and
+// the simple cases return exactly the configured masked forms.
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -538,7 +540,8 @@ const CORPUS: readonly Attempt[] = [
     'email',
   ]),
   select(`select regexp_replace(ssn, '-', '', 'g') as a from mk_patients ${P1}`, ['ssn']),
-  select(`select regexp_match(name, '.*') as a from mk_patients ${P1}`, ['name']),
+  // NULL back means the pattern did not match: a comparison, as NULLIF is.
+  refused(`select regexp_match(name, '.*') as a from mk_patients ${P1}`, 'regexp_match (NULL when no match)'),
   select(`select translate(ssn, '-', '.') as a, replace(phone, '-', ' ') as b from mk_patients ${P1}`, [
     'ssn',
     'phone',
@@ -556,7 +559,10 @@ const CORPUS: readonly Attempt[] = [
   select(`select coalesce(ssn, '') as a, coalesce(name, '') as b from mk_patients ${P1}`, ['ssn', 'name']),
   // NULLIF compares: NULL back means the guess was right.
   refused(`select nullif(name, 'Margaret Holloway') as b from mk_patients ${P1}`, 'NULLIF against a guess'),
-  select(`select greatest(ssn, '') as a, least(email, 'zzz') as b from mk_patients ${P1}`, ['ssn', 'email']),
+  refused(
+    `select greatest(ssn, '') as a, least(email, 'zzz') as b from mk_patients ${P1}`,
+    'GREATEST / LEAST',
+  ),
   select(`select to_char(dob, 'YYYY-MM-DD') as a, dob + 0 as b from mk_patients ${P1}`, ['dob']),
 
   // -- row and JSON constructors, aggregates
@@ -571,7 +577,8 @@ const CORPUS: readonly Attempt[] = [
   ]),
   select(`select to_json(p.ssn) as a, to_jsonb(p) as b from mk_patients p ${P1}`, ['ssn', 'name']),
   select(`select json_build_object('s', ssn, 'n', name) as j from mk_patients ${P1}`, ['ssn', 'name']),
-  select(`select to_jsonb(p) ->> 'ssn' as s from mk_patients p ${P1}`, ['ssn'], 'JSON path out of a row'),
+  // A key lookup returns NULL when the key is absent: like `?`, it tests the document.
+  refused(`select to_jsonb(p) ->> 'ssn' as s from mk_patients p ${P1}`, 'JSON path out of a row'),
   select(
     'select id, lag(ssn) over (order by id) as prev from mk_patients',
     ['ssn'],
@@ -583,7 +590,13 @@ const CORPUS: readonly Attempt[] = [
     'name',
     'email',
   ]),
-  select('select min(ssn) as a, max(name) as b from mk_patients', []),
+  // min and max return the value that compares lowest or highest: its masked form tells which one that was.
+  refused('select min(ssn) as a, max(name) as b from mk_patients', 'min / max'),
+  select(
+    'select count(ssn) as n, count(distinct id) as ids from mk_patients',
+    [],
+    'count of a masked column',
+  ),
 
   // -- CTEs, subqueries, set operations, VALUES
   select(`with x as (select ssn as s, name as n from mk_patients ${P1}) select s, n from x`, ['ssn', 'name']),
@@ -594,13 +607,20 @@ const CORPUS: readonly Attempt[] = [
   ),
   select(`select (select ssn from mk_patients ${P1}) as s`, ['ssn'], 'scalar subquery in the select list'),
   select(`select t.s from (select name as s from mk_patients ${P1}) t`, ['name'], 'subquery in FROM'),
-  select(`select ssn from mk_patients ${P1} union select 'x'`, ['ssn']),
+  // UNION removes duplicates, INTERSECT and EXCEPT match rows: each compares its branches' columns. UNION ALL
+  // only appends, and its masked columns come back masked.
+  refused(`select ssn from mk_patients ${P1} union select 'x'`, 'UNION (compares to remove duplicates)'),
   select(`select name from mk_patients ${P1} union all select diagnosis from mk_patients ${P1}`, [
     'name',
     'diagnosis',
   ]),
-  select(`select ssn from mk_patients intersect select ssn from mk_patients ${P1}`, ['ssn']),
-  select(`select email from mk_patients ${P1} except select 'x'`, ['email']),
+  select(
+    `select ssn from mk_patients ${P1} union all select ssn from mk_patients where id = 2`,
+    ['ssn'],
+    'UNION ALL of a masked column',
+  ),
+  refused(`select ssn from mk_patients intersect select ssn from mk_patients ${P1}`),
+  refused(`select email from mk_patients ${P1} except select 'x'`),
   select(
     'select t.s from (select id, ssn as s from mk_patients) t where t.id = 1',
     ['ssn'],
@@ -883,6 +903,37 @@ const CORPUS: readonly Attempt[] = [
     doctorSees: null,
   },
 
+  // -- inference without a comparison operator: refused
+  refused(`select ssn from mk_patients ${P1} intersect select ${literal(FIRST.ssn)}`, 'INTERSECT a guess'),
+  refused(`select ssn from mk_patients ${P1} except select ${literal(FIRST.ssn)}`, 'EXCEPT a guess'),
+  refused(`select ssn from mk_patients ${P1} union select ${literal(FIRST.ssn)}`, 'UNION a guess'),
+  refused(`select ssn from mk_patients ${P1} intersect all select ${literal(FIRST.ssn)}`, 'INTERSECT ALL'),
+  refused(
+    `select 'x' union all (select lower(ssn) from mk_patients ${P1} intersect select ${literal(FIRST.ssn)})`,
+    'a comparing set operation nested in UNION ALL, over an expression',
+  ),
+  refused(
+    `with g as (select ssn from mk_patients intersect select ${literal(FIRST.ssn)}) select count(*) as n from g`,
+    'INTERSECT inside a CTE, counted',
+  ),
+  refused(
+    `select exists (select ssn from mk_patients ${P1} except select ${literal(FIRST.ssn)}) as differs`,
+    'EXCEPT inside a subquery',
+  ),
+  refused(
+    `select ${literal(FIRST.ssn)} in (select ssn from mk_patients) as hit`,
+    'IN (subquery) in the select list',
+  ),
+  refused('select distinct ssn from mk_patients', 'DISTINCT'),
+  refused('select count(distinct ssn) as n from mk_patients where id in (1, 2)', 'count(DISTINCT)'),
+  refused('select percentile_disc(0.5) within group (order by ssn) as m from mk_patients', 'WITHIN GROUP'),
+  refused(`select strpos(ssn, '12') as s from mk_patients ${P1}`, 'strpos'),
+  refused(`select position('45' in ssn) as s from mk_patients ${P1}`, 'position'),
+  refused(`select starts_with(ssn, '1') as s from mk_patients ${P1}`, 'starts_with'),
+  refused(`select regexp_like(ssn, '^1') as s from mk_patients ${P1}`, 'regexp_like'),
+  refused(`select greatest(ssn, '5') as s from mk_patients ${P1}`, 'greatest against a guess'),
+  refused('select min(ssn) as s from mk_patients where id in (1, 2)', 'min of two'),
+
   // -- side channels: refused
   refused(`explain select ssn from mk_patients where id = 1`),
   // COPY TO in text or CSV is masked row by row (see the psql tests); other forms are refused.
@@ -979,8 +1030,8 @@ describe('PHI masking through pgwarden', () => {
     }
   });
 
-  it('has a corpus of at least 124 bypass attempts', () => {
-    expect(CORPUS.length).toBeGreaterThanOrEqual(124);
+  it('has a corpus of at least 143 bypass attempts', () => {
+    expect(CORPUS.length).toBeGreaterThanOrEqual(143);
   });
 
   describe('analyst (masked): no real value reaches the client', () => {
@@ -1022,6 +1073,21 @@ describe('PHI masking through pgwarden', () => {
     expect(text).toMatch(
       /pgwarden_masked_fields_total\{rule="roles\.analyst\.masks\[\\"public\.mk_patients\.ssn\\"\]"\} [1-9]/,
     );
+  });
+
+  it('counts refused comparisons with the masked predicate refusals', async () => {
+    const before = await metric(proxy, 'pgwarden_masked_predicate_refusals_total');
+    const attempts = [
+      `select ssn from mk_patients ${P1} intersect select ${literal(FIRST.ssn)}`,
+      'select distinct ssn from mk_patients',
+    ];
+    for (const sql of attempts) {
+      const outcome = await withSession('analyst', (s) => s.simple(sql));
+      expect(outcome.ok ? 'ran' : outcome.message).toMatch(
+        /^permission denied by pgwarden policy: masked column /,
+      );
+    }
+    expect(await metric(proxy, 'pgwarden_masked_predicate_refusals_total')).toBe(before + attempts.length);
   });
 
   describe('doctor (unmasked): the same statements return the real values', () => {
@@ -1231,9 +1297,11 @@ describe('PHI masking through pgwarden', () => {
         s.simple("select id from mk_resources where body->'identifier'->0->>'value' like '123%'"),
       );
       expect(filtered.ok ? 'ran' : filtered.code).toBe('42501');
+      // A key lookup is a test of the document (NULL when the key is absent), refused like a predicate.
       const extracted = await withSession('analyst', (s) =>
         s.simple("select body->'identifier'->0->>'value' as v from mk_resources where id = 1"),
       );
+      expect(extracted.ok ? 'ran' : extracted.code).toBe('42501');
       expect(JSON.stringify(extracted)).not.toContain('123-45-6789');
     });
   });

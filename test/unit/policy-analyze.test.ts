@@ -74,7 +74,7 @@ interface Case {
   kinds: [StatementKind, ...StatementKind[]];
   relations?: string[];
   columns?: string[];
-  /** The columns that filter, order or group rows (predicateColumns). */
+  /** The columns that filter, order, group or compare (predicateColumns). */
   predicates?: string[];
   functions?: string[];
   guard?: (keyof GuardFlags)[];
@@ -115,7 +115,8 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['labs', 'orders o', 'patients p', 'visits v'],
     columns: ['labs.id', 'name', 'o.lab', 'p.id', 'pid', 'v.at', 'v.pid'],
-    predicates: ['labs.id', 'o.lab', 'p.id', 'pid', 'v.pid'],
+    // max() returns whichever value compares highest.
+    predicates: ['labs.id', 'o.lab', 'p.id', 'pid', 'v.at', 'v.pid'],
     functions: ['max'],
   },
   {
@@ -146,6 +147,8 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['a', 'b', 'c', 'd'],
     columns: ['id'],
+    // UNION, INTERSECT and EXCEPT (ALL or not) match rows: every output column is compared.
+    predicates: ['id'],
   },
   { sql: "VALUES (1, 'x'), (2, lower('Y'))", kinds: ['select'], functions: ['lower'] },
   {
@@ -783,7 +786,7 @@ const CASES: Case[] = [
     predicates: ['diagnosis', 'ssn'],
     functions: ['sum'],
   },
-  // DISTINCT ON orders and compares; a plain DISTINCT names nothing.
+  // DISTINCT ON orders and compares; a plain DISTINCT compares every output column.
   {
     sql: 'SELECT DISTINCT ON (ssn) name FROM patients',
     kinds: ['select'],
@@ -796,6 +799,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['patients'],
     columns: ['name'],
+    predicates: ['name'],
   },
   // LIMIT / OFFSET expressions, searched to the bottom.
   {
@@ -806,13 +810,13 @@ const CASES: Case[] = [
     predicates: ['id', 'visits.code'],
     functions: ['count', 'min'],
   },
-  // Aggregate FILTER and ORDER BY; WITHIN GROUP (ORDER BY) is an ordered-set aggregate's argument (an output).
+  // Aggregate FILTER and ORDER BY; WITHIN GROUP (ORDER BY) sorts to pick the value returned, as max() does.
   {
     sql: "SELECT count(*) FILTER (WHERE ssn LIKE '9%'), array_agg(name ORDER BY dob), percentile_disc(0.5) WITHIN GROUP (ORDER BY zip) FROM patients",
     kinds: ['select'],
     relations: ['patients'],
     columns: ['dob', 'name', 'ssn', 'zip'],
-    predicates: ['dob', 'ssn'],
+    predicates: ['dob', 'ssn', 'zip'],
     functions: ['array_agg', 'count', 'percentile_disc'],
   },
   // JOIN ... ON, USING, NATURAL (its columns unnamed), LATERAL.
@@ -865,6 +869,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['archive', 'patients'],
     columns: ['ssn', 'zip'],
+    predicates: ['ssn', 'zip'],
   },
   // Where a star hides positions, from the star on counts (in a branch without one, everything).
   {
@@ -961,7 +966,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['patients p', 'visits v'],
     columns: ['dob', 'p.id', 'v.at', 'v.pid'],
-    predicates: ['p.id', 'v.at', 'v.pid'],
+    predicates: ['dob', 'p.id', 'v.at', 'v.pid'],
     functions: ['max'],
   },
   {
@@ -1005,7 +1010,90 @@ const CASES: Case[] = [
     relations: ['patients'],
     columns: ['*', 'b.name', 'name', 'ssn'],
     predicates: ['b.name', 'name', 'ssn'],
-  }, // ---- references to derived columns ----
+  }, // ---- comparisons without a comparison operator: set operations, DISTINCT, comparing functions ----
+  // UNION ALL only appends; every other set operation matches rows, so the output columns of all its branches
+  // (expressions and subqueries in them too) are compared, at any depth.
+  {
+    sql: 'SELECT ssn FROM patients UNION ALL SELECT zip FROM archive',
+    kinds: ['select'],
+    relations: ['archive', 'patients'],
+    columns: ['ssn', 'zip'],
+  },
+  {
+    sql: "SELECT lower(ssn) FROM patients INTERSECT ALL SELECT '123-45-6789'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn'],
+    predicates: ['ssn'],
+    functions: ['lower'],
+  },
+  {
+    sql: "(SELECT ssn FROM patients UNION ALL SELECT zip FROM archive) EXCEPT SELECT 'x'",
+    kinds: ['select'],
+    relations: ['archive', 'patients'],
+    columns: ['ssn', 'zip'],
+    predicates: ['ssn', 'zip'],
+  },
+  {
+    sql: 'SELECT ssn FROM patients UNION ALL (SELECT zip FROM archive INTERSECT SELECT code FROM labs)',
+    kinds: ['select'],
+    relations: ['archive', 'labs', 'patients'],
+    columns: ['code', 'ssn', 'zip'],
+    predicates: ['code', 'zip'],
+  },
+  {
+    sql: "SELECT (SELECT ssn FROM patients LIMIT 1) INTERSECT SELECT 'x'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn'],
+    predicates: ['ssn'],
+  },
+  {
+    sql: "WITH g AS (SELECT name AS s FROM patients UNION SELECT 'x') SELECT s FROM g",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['name', 's'],
+    predicates: ['name'],
+  },
+  {
+    sql: "SELECT n FROM (SELECT DISTINCT name AS n FROM patients) d WHERE EXISTS (SELECT ssn FROM visits EXCEPT SELECT 'x')",
+    kinds: ['select'],
+    relations: ['patients', 'visits'],
+    columns: ['n', 'name', 'ssn'],
+    predicates: ['name', 'ssn'],
+  },
+  // The subquery of IN / ANY / ALL is compared with the tested value, in the select list too.
+  {
+    sql: "SELECT '123-45-6789' IN (SELECT ssn FROM patients), 'x' = ANY (SELECT name FROM patients), EXISTS (SELECT dob FROM patients)",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['dob', 'name', 'ssn'],
+    predicates: ['name', 'ssn'],
+  },
+  {
+    sql: 'SELECT count(DISTINCT ssn), array_agg(DISTINCT zip), count(name) FROM patients',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['name', 'ssn', 'zip'],
+    predicates: ['ssn', 'zip'],
+    functions: ['array_agg', 'count'],
+  },
+  {
+    sql: "SELECT strpos(ssn, '12'), position('1' IN name), starts_with(zip, '1'), greatest(dob, now()), least(phone, 'z'), min(email), max(id) FROM patients",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['dob', 'email', 'id', 'name', 'phone', 'ssn', 'zip'],
+    predicates: ['dob', 'email', 'id', 'name', 'phone', 'ssn', 'zip'],
+    functions: ['max', 'min', 'now', 'pg_catalog.position', 'starts_with', 'strpos'],
+  },
+  {
+    sql: "SELECT regexp_match(ssn, '^1'), regexp_count(name, 'a'), ssn ^@ '1', to_jsonb(p) ->> 'ssn' FROM patients p",
+    kinds: ['select'],
+    relations: ['patients p'],
+    columns: ['name', 'p', 'ssn'],
+    predicates: ['name', 'p', 'ssn'],
+    functions: ['regexp_count', 'regexp_match', 'to_jsonb'],
+  },
   // A reference to a column of a subquery, CTE, VALUES list, join alias or renamed table stands for the
   // references behind it.
   {
@@ -1171,6 +1259,32 @@ describe('statementFactsOf: node types a later PostgreSQL may add', () => {
       expect(f.kind).toBe('ddl');
       expect(f.guard.ddl).toBe(true);
     }
+  });
+});
+
+describe('analyzeSql: why a column is a predicate (for the refusal message)', () => {
+  const useOf = (sql: string, name: string) => only(sql).predicateColumns.find((c) => c.name === name)?.use;
+
+  it('names the clause or construct that compares', () => {
+    expect(useOf("SELECT ssn FROM p WHERE ssn LIKE '1%'", 'ssn')).toBe('WHERE');
+    expect(useOf('SELECT ssn FROM p ORDER BY 1', 'ssn')).toBe('ORDER BY');
+    expect(useOf('SELECT lower(ssn) AS k, count(*) FROM p GROUP BY k', 'ssn')).toBe('GROUP BY');
+    expect(useOf("SELECT ssn FROM p INTERSECT SELECT '123-45-6789'", 'ssn')).toBe('INTERSECT');
+    expect(useOf("SELECT ssn FROM p EXCEPT ALL SELECT 'x'", 'ssn')).toBe('EXCEPT ALL');
+    expect(useOf("SELECT ssn FROM p UNION SELECT 'x'", 'ssn')).toBe('UNION');
+    expect(useOf('SELECT DISTINCT ssn FROM p', 'ssn')).toBe('SELECT DISTINCT');
+    expect(useOf('SELECT count(DISTINCT ssn) FROM p', 'ssn')).toBe('an aggregate DISTINCT');
+    expect(useOf("SELECT strpos(ssn, '12') FROM p", 'ssn')).toBe('strpos(), which compares its arguments');
+    expect(useOf('SELECT min(ssn) FROM p', 'ssn')).toBe('min(), which compares its arguments');
+    expect(useOf("SELECT greatest(ssn, '5') FROM p", 'ssn')).toBe('GREATEST / LEAST');
+    expect(useOf("SELECT '1' IN (SELECT ssn FROM p)", 'ssn')).toBe('IN / ANY / ALL (subquery)');
+    expect(useOf("SELECT ssn = 'x' FROM p", 'ssn')).toBe('a comparison (=)');
+    expect(useOf("SELECT ssn NOT LIKE 'x' FROM p", 'ssn')).toBe('a comparison (LIKE)');
+    expect(useOf('SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) FROM p', 'ssn')).toBe(
+      'WITHIN GROUP (ORDER BY)',
+    );
+    // Through a derived column, the use of the reference that named it.
+    expect(useOf("SELECT s FROM (SELECT ssn AS s FROM p) t WHERE s > '1'", 'ssn')).toBe('WHERE');
   });
 });
 

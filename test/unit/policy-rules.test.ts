@@ -258,7 +258,7 @@ describe('RoleSet with masks', () => {
     const where = facts({
       relations: patients,
       columns: [{ qualifier: [], name: 'ssn' }],
-      predicateColumns: [{ qualifier: [], name: 'ssn' }],
+      predicateColumns: [{ qualifier: [], name: 'ssn', use: 'WHERE' }],
     });
     expect(rs.check(where, true)?.rule).toBe('roles.*.allow_masked_predicates');
     const lax = role('lax', {
@@ -267,8 +267,22 @@ describe('RoleSet with masks', () => {
       masks: { 'public.patients.ssn': 'redact' },
     });
     expect(new RoleSet([lax], ['public']).check(where, true)).toBeNull();
-    const byId = facts({ relations: patients, predicateColumns: [{ qualifier: [], name: 'id' }] });
+    const byId = facts({
+      relations: patients,
+      predicateColumns: [{ qualifier: [], name: 'id', use: 'WHERE' }],
+    });
     expect(rs.check(byId, true)).toBeNull();
+  });
+
+  it('names the masked column and the clause or construct that compares it', () => {
+    const intersect = facts({
+      relations: patients,
+      columns: [{ qualifier: ['p'], name: 'ssn' }],
+      predicateColumns: [{ qualifier: ['p'], name: 'ssn', use: 'INTERSECT' }],
+    });
+    expect(rs.check(intersect, true)?.reason).toMatch(
+      /^masked column public\.patients\.ssn may not be used in INTERSECT: /,
+    );
   });
 
   it('refuses EXPLAIN, COPY TO and planner statistics to masked roles', () => {
