@@ -30,6 +30,12 @@ export interface PredicateRef extends ColumnRef {
   readonly use: string;
 }
 
+/** A column reference whose value flows into a construct that may raise an error (see failableColumns). */
+export interface FailableRef extends ColumnRef {
+  /** The innermost such construct, for a person: 'the operator /', 'a cast to int4', 'sum()'. */
+  readonly construct: string;
+}
+
 export interface FunctionRef {
   readonly schema: string | null;
   readonly name: string;
@@ -91,6 +97,15 @@ export interface StatementFacts {
    * Derived columns add the references behind them, as in predicateColumns.
    */
   readonly expressionColumns: readonly ColumnRef[];
+  /**
+   * Column references, outside predicates, whose value does not reach an output column through total constructs
+   * only (ones that raise no error and return NULL only for NULL, for every value: returning it, `||`, casts to
+   * text, varchar and char, CASE results, COALESCE, ROW, ARRAY, and listed functions such as lower, length, concat,
+   * format, row_to_json, json_build_object, count, array_agg, string_agg): `1/(length(ssn)-11)`, `ssn::int`,
+   * `sum(...)`, a function in FROM, a user-defined function. Whether such a statement fails answers guesses about
+   * the value. Derived columns add the references behind them, as in predicateColumns.
+   */
+  readonly failableColumns: readonly FailableRef[];
   readonly functions: readonly FunctionRef[];
   readonly guard: GuardFlags;
   /** Set when the statement is a SET/RESET of a parameter; null otherwise. */

@@ -505,7 +505,8 @@ export class RoleSet {
   /**
    * Masked sessions: what would expose a masked value outside the masked result columns — the masked column in a
    * predicate or comparison (`WHERE ssn LIKE '123%'` reveals it digit by digit, `INTERSECT SELECT '...'` answers a
-   * guess), planner statistics, EXPLAIN output, and COPY TO (whose rows are not masked by this version).
+   * guess) or in a computation that may raise an error (`1/(length(ssn)-11)` answers one by failing), planner
+   * statistics, EXPLAIN output, and COPY TO (whose rows are not masked by this version).
    */
   private checkMasked(f: StatementFacts, maskedViews: readonly MaskedViewColumn[]): Refusal | null {
     if (this.maskRules.length === 0) return null;
@@ -529,6 +530,12 @@ export class RoleSet {
       if (compared)
         return {
           reason: `masked column ${compared.column} may not be used in ${compared.ref.use}: which rows come back, in what order, or what a comparison returns would answer guesses about its value`,
+          rule: 'roles.*.allow_masked_predicates',
+        };
+      const failable = this.columnHit(f.failableColumns, f.relations, rules);
+      if (failable)
+        return {
+          reason: `masked column ${failable.column} may not flow into ${failable.ref.construct}: only constructs that accept every value without an error (returning it, ||, casts to text, lower, length, concat, format, row_to_json, json_build_object, count, array_agg, string_agg, ...) may compute with it, since whether the statement fails would answer guesses about its value`,
           rule: 'roles.*.allow_masked_predicates',
         };
     }

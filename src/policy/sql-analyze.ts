@@ -9,6 +9,7 @@ import { describeError, log } from '../core/log.js';
 import type {
   ColumnRef,
   CopyOut,
+  FailableRef,
   SelectOutput,
   FunctionRef,
   GuardFlags,
@@ -411,7 +412,7 @@ const COMPARISON_OPERATORS: ReadonlySet<string> = new Set([
  * Functions whose only use on a masked value is to compare it: their result (a position, a match, a distance, the
  * smaller or larger value, an array element found) answers a guess, and masked output keeps NULLs and the masked
  * form of the value chosen (`min(ssn)` shows the last four digits of the smallest SSN). Their arguments are
- * predicates.
+ * predicates. A function not listed here is still refused unless it is known total (TOTAL_FUNCTIONS).
  */
 const COMPARING_FUNCTIONS: ReadonlySet<string> = new Set([
   'strpos',
@@ -685,20 +686,10 @@ interface Frame {
    * refusal message; null outside. Children inherit it.
    */
   readonly predicate: string | null;
+  /** Where the value computed here goes (see Flow). */
+  readonly flow: Flow;
   /** On a SELECT whose output columns an enclosing set operation or IN (subquery) compares: what compares them. */
   readonly comparedBy?: string | null;
-  /** An entry of a select list or RETURNING list (a ResTarget whose value is an output column). */
-  readonly outputList?: boolean;
-  /** The value of such an entry: a column reference here is returned as it is, not computed with. */
-  readonly directOutput?: boolean;
-}
-
-/** Fields whose entries are output columns: select lists and RETURNING lists. */
-function isOutputListField(type: string | null, key: string): boolean {
-  if (type === 'SelectStmt') return key === 'targetList';
-  if (type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt')
-    return key === 'returningList';
-  return false;
 }
 
 function str(v: unknown): string | null {
@@ -759,6 +750,7 @@ class FactCollector {
   private readonly columns = new Map<string, ColumnRef>();
   private readonly predicates = new Map<string, PredicateRef>();
   private readonly expressions = new Map<string, ColumnRef>();
+  private readonly failables = new Map<string, FailableRef>();
   /** Columns of subqueries and CTEs in FROM, and of renamed relations: what a reference to one stands for. */
   private readonly derived: DerivedColumn[] = [];
   private readonly functions = new Map<string, FunctionRef>();
@@ -779,7 +771,10 @@ class FactCollector {
 
   /** Walks the whole tree under `root` with an explicit stack: depth costs heap, never call stack. */
   walk(root: unknown): void {
-    const stack: Frame[] = [{ value: root, bareType: null, scope: null, target: false, predicate: null }];
+    // The statement's own rows are its result.
+    const stack: Frame[] = [
+      { value: root, bareType: null, scope: null, target: false, predicate: null, flow: 'returned' },
+    ];
     while (stack.length > 0) {
       const frame = stack.pop()!;
       const value = frame.value;
@@ -816,16 +811,21 @@ class FactCollector {
       const child = body[key];
       if (typeof child !== 'object' || child === null || key === skipped) continue;
       if (ctes !== null && key === 'withClause') continue; // walked below, CTE by CTE
-      stack.push({
-        value: child,
+      const base = {
         bareType: structFields === undefined ? null : (lookup(structFields, key) ?? null),
         scope,
         target: type !== null && isTargetField(type, key, body),
         predicate: frame.predicate ?? predicateUse(type, key, body, comparedOutputs),
         comparedBy: comparedByField(type, key, body, comparedOutputs),
-        outputList: isOutputListField(type, key),
-        directOutput: type === 'ResTarget' && frame.outputList === true && key === 'val',
-      });
+      };
+      // A list's entries one by one: a function's arguments differ in what they accept.
+      if (!Array.isArray(child)) {
+        stack.push({ ...base, value: child, flow: flowInto(type, key, body, frame.flow, 0) });
+        continue;
+      }
+      for (let j = child.length - 1; j >= 0; j--) {
+        stack.push({ ...base, value: child[j], flow: flowInto(type, key, body, frame.flow, j) });
+      }
     }
     // Pushed last so they are walked first, in order.
     if (ctes !== null) for (let i = ctes.length - 1; i >= 0; i--) stack.push(ctes[i]);
@@ -847,13 +847,21 @@ class FactCollector {
     const frames = entries.map((cte, i): Frame => {
       const before = names.slice(0, i).filter((n) => n !== null);
       const scope = recursive ? all : before.length > 0 ? { names: new Set(before), parent: outer } : outer;
-      return { value: cte, bareType: null, scope, target: false, predicate };
+      // A CTE's rows are read by name: its outputs start as returned (see RETURNED_FIELDS).
+      return { value: cte, bareType: null, scope, target: false, predicate, flow: 'returned' };
     });
     // Whatever else a WITH clause may carry is walked too, outside its own scope.
     for (const key of Object.keys(withClause)) {
       const child = withClause[key];
       if (key !== 'ctes' && typeof child === 'object' && child !== null) {
-        frames.push({ value: child, bareType: null, scope: outer, target: false, predicate });
+        frames.push({
+          value: child,
+          bareType: null,
+          scope: outer,
+          target: false,
+          predicate,
+          flow: { by: 'a WITH clause' },
+        });
       }
     }
     return [all, frames];
@@ -1065,7 +1073,9 @@ class FactCollector {
     const ref = columnRef(parts.slice(0, -1), parts[parts.length - 1]);
     addColumnTo(this.columns, ref);
     if (frame.predicate !== null) addColumnTo(this.predicates, { ...ref, use: frame.predicate });
-    if (frame.directOutput !== true) addColumnTo(this.expressions, ref);
+    if (frame.flow !== 'returned') addColumnTo(this.expressions, ref);
+    if (typeof frame.flow === 'object' && frame.predicate === null)
+      addColumnTo(this.failables, { ...ref, construct: frame.flow.by });
   }
 
   private addColumn(qualifier: readonly string[], name: string): void {
@@ -1192,6 +1202,7 @@ class FactCollector {
       columns: Object.freeze([...this.columns.values()]),
       predicateColumns: Object.freeze(derived.addBehind(this.predicates)),
       expressionColumns: Object.freeze(derived.addBehind(this.expressions)),
+      failableColumns: Object.freeze(derived.addBehind(this.failables)),
       functions: Object.freeze([...this.functions.values()]),
       guard,
       setting,
@@ -1632,7 +1643,7 @@ class DerivedColumns {
 
   /**
    * The references in `refs` and, transitively, every reference behind one that may name a derived column; each
-   * added one keeps what made its origin a predicate.
+   * added one keeps what made its origin a predicate or a failable use.
    */
   addBehind<C extends ColumnRef>(refs: Map<string, C>): C[] {
     if (this.all.length > 0) {
@@ -1715,4 +1726,297 @@ function copyOutOf(body: Json): CopyOut {
     relation: relname === null ? null : Object.freeze({ schema: str(rel!.schemaname), name: relname }),
     columns: names.length > 0 && names.every((n) => n !== null) ? Object.freeze(names as string[]) : null,
   });
+}
+
+// ---- values that may raise an error ---------------------------------------------------------------------------
+//
+// Whether a statement fails can tell something about a value it computed with, one row at a time (a WHERE on an
+// unmasked id picks the row): `1/(length(ssn)-11)` fails exactly when the SSN has 11 characters, `ssn::int` when
+// it is not a number, `substr(ssn,1,1)::int/0` tells whether the first character is a digit. So a masked column
+// may reach its output column only through "total" constructs: ones that raise no error for any value, and return
+// NULL only for a NULL input (masked output keeps NULLs, so a NULL chosen by the value would answer a guess too).
+// The list is an allow list: an operator, cast or function not in it may raise, however harmless it looks, and so
+// may a user-defined function (the analyser cannot read its body). Errors from resource limits (the 1 GB value
+// size, memory, statement_timeout) are modelled only where one call multiplies the value by a factor named in the
+// statement (repeat, a growing replace): concatenation and quoting chained many times over, or aggregated over
+// many rows, can still reach the 1 GB limit, which tells a value's length.
+
+/**
+ * The arguments of a total function that may carry any value: every one, or only some (the others decide errors
+ * of their own, e.g. `substr(x, 1, -1)`, independent of the masked value).
+ */
+type TotalArguments = (args: readonly unknown[], index: number) => boolean;
+
+const EVERY_ARGUMENT: TotalArguments = () => true;
+const FIRST_ARGUMENT: TotalArguments = (_, i) => i === 0;
+const argumentsAt =
+  (...positions: number[]): TotalArguments =>
+  (_, i) =>
+    positions.includes(i);
+
+/** `substring(x from 1 for 3)`; with a text pattern (`substring(x from '\d+')`) it matches, NULL when it does not. */
+const STRING_WITH_INTEGER_BOUNDS: TotalArguments = (args, i) =>
+  i === 0 && args.slice(1).every((a) => isObject(nodeOf(a, 'A_Const')?.ival));
+
+/** A string constant's text, or null. */
+function stringConstant(v: unknown): string | null {
+  const constant = nodeOf(v, 'A_Const');
+  return isObject(constant?.sval) ? (str(constant.sval.sval) ?? '') : null;
+}
+
+/**
+ * `replace(x, '-', ' ')`: the string searched may be any value when the search and replacement strings are
+ * constants and the replacement is no longer. A longer one grows the value by each match, and nested replacements
+ * multiply that growth past PostgreSQL's 1 GB limit ("out of memory") exactly when the value holds the character
+ * searched: `replace(replace(replace(x, '1', <1100 ones>), ...), ...)` fails when x contains a '1'.
+ */
+const NON_GROWING_REPLACE: TotalArguments = (args, i) => {
+  const [search, replacement] = [stringConstant(args[1]), stringConstant(args[2])];
+  return (
+    i === 0 &&
+    search !== null &&
+    replacement !== null &&
+    Buffer.byteLength(replacement) <= Buffer.byteLength(search)
+  );
+};
+
+/**
+ * `regexp_replace(x, '\D', '', 'g')`: removing what a constant pattern matches never grows the value; a constant
+ * pattern fails or not whatever the value. A non-empty replacement grows it by each match, as in replace.
+ */
+const REMOVING_REGEXP: TotalArguments = (args, i) =>
+  i === 0 &&
+  stringConstant(args[1]) !== null &&
+  stringConstant(args[2]) === '' &&
+  args.slice(3).every((a) => nodeOf(a, 'A_Const') !== null);
+
+/**
+ * `format('%s / %L', a, b)`: with a constant format string that converts only with %s and %L (never NULL, never
+ * failing) and takes no width from an argument, the arguments may carry any value. `%I` fails on NULL; a format
+ * string read from a column may fail on any `%` it holds.
+ */
+const FORMAT_ARGUMENTS: TotalArguments = (args, i) => {
+  if (i === 0) return false;
+  const format = stringConstant(args[0]);
+  return format !== null && /^(?:[^%]|%%|%(?:\d+\$)?-?\d*[sL])*$/.test(format);
+};
+
+/**
+ * Built-in functions (unqualified or in pg_catalog) that raise no error and return NULL only for NULL, for any
+ * value of the arguments named: case mapping, trimming, padding and slicing text, measuring it, hashing it, quoting
+ * it, and building rows, arrays and JSON from it; aggregates that only collect or count. Not here, among others:
+ * casts by function (`to_date`, `to_number`), arithmetic and sums (overflow, non-numeric input), `to_char` (a date
+ * past 294276 AD does not fit a timestamp), anything that matches a pattern (COMPARING_FUNCTIONS).
+ */
+const TOTAL_FUNCTIONS: Readonly<Record<string, TotalArguments>> = {
+  lower: FIRST_ARGUMENT,
+  upper: FIRST_ARGUMENT,
+  initcap: FIRST_ARGUMENT,
+  length: FIRST_ARGUMENT,
+  char_length: FIRST_ARGUMENT,
+  character_length: FIRST_ARGUMENT,
+  octet_length: FIRST_ARGUMENT,
+  bit_length: FIRST_ARGUMENT,
+  md5: FIRST_ARGUMENT,
+  reverse: FIRST_ARGUMENT,
+  quote_ident: FIRST_ARGUMENT,
+  quote_literal: FIRST_ARGUMENT,
+  quote_nullable: FIRST_ARGUMENT,
+  btrim: EVERY_ARGUMENT,
+  ltrim: EVERY_ARGUMENT,
+  rtrim: EVERY_ARGUMENT,
+  // A negative count or length counts from the end or yields '': never an error. Not repeat: its count multiplies
+  // the value's length, so one call fails ("requested length too large") exactly when the value is long enough.
+  left: FIRST_ARGUMENT,
+  right: FIRST_ARGUMENT,
+  lpad: argumentsAt(0, 2),
+  rpad: argumentsAt(0, 2),
+  substr: STRING_WITH_INTEGER_BOUNDS,
+  substring: STRING_WITH_INTEGER_BOUNDS,
+  overlay: argumentsAt(0, 1),
+  split_part: argumentsAt(0, 1),
+  translate: EVERY_ARGUMENT,
+  replace: NON_GROWING_REPLACE,
+  regexp_replace: REMOVING_REGEXP,
+  concat: EVERY_ARGUMENT,
+  concat_ws: EVERY_ARGUMENT,
+  format: FORMAT_ARGUMENTS,
+  to_json: FIRST_ARGUMENT,
+  to_jsonb: FIRST_ARGUMENT,
+  row_to_json: FIRST_ARGUMENT,
+  json_build_array: EVERY_ARGUMENT,
+  jsonb_build_array: EVERY_ARGUMENT,
+  // A NULL key raises an error: values only.
+  json_build_object: (_, i) => i % 2 === 1,
+  jsonb_build_object: (_, i) => i % 2 === 1,
+  count: EVERY_ARGUMENT,
+  array_agg: EVERY_ARGUMENT,
+  string_agg: EVERY_ARGUMENT,
+  json_agg: EVERY_ARGUMENT,
+  jsonb_agg: EVERY_ARGUMENT,
+  // The value carried, not the offset (`nth_value(x, 0)` fails) nor anything ordered (a predicate).
+  lag: argumentsAt(0, 2),
+  lead: argumentsAt(0, 2),
+  first_value: FIRST_ARGUMENT,
+  last_value: FIRST_ARGUMENT,
+  nth_value: FIRST_ARGUMENT,
+};
+
+/** Operators (unqualified or in pg_catalog) total in both operands: concatenation. */
+const TOTAL_OPERATORS: ReadonlySet<string> = new Set(['||']);
+
+/**
+ * Casts total for any input: to text, varchar and char(n). Every type's output function succeeds, and an explicit
+ * cast to varchar(n) or char(n) truncates or pads without an error. A cast to anything else parses its input and
+ * may fail (`ssn::int`, `ssn::bytea` on a backslash, `ssn::json`), an array type included.
+ */
+const TEXT_TYPES: ReadonlySet<string> = new Set(['text', 'varchar', 'bpchar']);
+
+/** Expression fields that hand their value on unchanged or inside a row, array or choice: never failing. */
+const TOTAL_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  CollateClause: new Set(['arg']),
+  CaseExpr: new Set(['defresult']),
+  CaseWhen: new Set(['result']),
+  CoalesceExpr: new Set(['args']),
+  RowExpr: new Set(['args']),
+  A_ArrayExpr: new Set(['elements']),
+};
+
+/**
+ * Fields that hold the rows a query returns and pass their flow on: a SELECT's outputs, the branches of a set
+ * operation, FROM (whose subqueries and functions decide for themselves), VALUES rows, the entries of a list, the
+ * WHEN branches of a CASE.
+ */
+const ROW_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  SelectStmt: new Set(['targetList', 'valuesLists', 'larg', 'rarg', 'fromClause']),
+  JoinExpr: new Set(['larg', 'rarg']),
+  ResTarget: new Set(['val']),
+  List: new Set(['items']),
+  CaseExpr: new Set(['args']),
+};
+
+/**
+ * Fields whose rows are read by name elsewhere in the statement, or are the statement's result: their outputs
+ * start as returned. A reference to a column of a subquery in FROM or a CTE is judged where it is used, standing
+ * for the references behind it (see DerivedColumns).
+ */
+const RETURNED_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  RangeSubselect: new Set(['subquery']),
+  CommonTableExpr: new Set(['ctequery']),
+  InsertStmt: new Set(['returningList']),
+  UpdateStmt: new Set(['returningList']),
+  DeleteStmt: new Set(['returningList']),
+  MergeStmt: new Set(['returningList']),
+  DeclareCursorStmt: new Set(['query']),
+  CopyStmt: new Set(['query']),
+  PrepareStmt: new Set(['query']),
+  ExplainStmt: new Set(['query']),
+  ViewStmt: new Set(['query']),
+};
+
+/**
+ * Where a value computed at a point of the tree goes. 'returned': into an output column as it is (masked there by
+ * its column's mask). 'derived': into an output column through total constructs only (the column is then redacted
+ * whole). Otherwise `by` names the innermost construct it reaches that is not known total, or the place that is
+ * not an output column (a function in FROM, a SET list): whether that raises an error depends on the value.
+ */
+type Flow = 'returned' | 'derived' | { readonly by: string };
+
+/** The flow into `field` (argument `index` of a list) of a `type` node whose own value flows as `flow`. */
+function flowInto(type: string | null, field: string, body: Json, flow: Flow, index: number): Flow {
+  if (type !== null) {
+    if (lookup(ROW_FIELDS, type)?.has(field) === true) return flow;
+    if (lookup(RETURNED_FIELDS, type)?.has(field) === true) return 'returned';
+    if (type === 'SubLink' && field === 'subselect') {
+      // A scalar subquery returns its value as it is; ARRAY(...) wraps it; EXISTS discards it; IN / ANY / ALL
+      // compare it (a predicate).
+      return body.subLinkType === 'ARRAY_SUBLINK' ? derive(flow) : flow;
+    }
+    if (isTotalField(type, field, body, index)) return derive(flow);
+  }
+  return { by: constructName(type, body) };
+}
+
+function derive(flow: Flow): Flow {
+  return flow === 'returned' ? 'derived' : flow;
+}
+
+function isTotalField(type: string, field: string, body: Json, index: number): boolean {
+  switch (type) {
+    case 'FuncCall': {
+      if (field !== 'args') return false;
+      const fn = builtinFunction(body);
+      const args = fn === null ? undefined : lookup(TOTAL_FUNCTIONS, fn);
+      return args !== undefined && args(list(body.args), index);
+    }
+    case 'A_Expr': {
+      const op = body.kind === 'AEXPR_OP' ? operatorName(body) : null;
+      return op !== null && isBuiltin(op.schema) && TOTAL_OPERATORS.has(op.name);
+    }
+    case 'TypeCast':
+      return field === 'arg' && castsToText(body.typeName);
+    case 'A_Indirection':
+      // A field of a row (`(p).ssn`) or all of them; a subscript returns NULL past the end of an array.
+      return (
+        field === 'arg' &&
+        list(body.indirection).every((i) => stringNode(i) !== null || nodeOf(i, 'A_Star') !== null)
+      );
+    default:
+      return lookup(TOTAL_FIELDS, type)?.has(field) === true;
+  }
+}
+
+/** A function's name when it is a built-in one (unqualified, or in pg_catalog), else null. */
+function builtinFunction(body: Json): string | null {
+  const fn = functionName(body);
+  return fn !== null && isBuiltin(fn.schema) ? fn.name : null;
+}
+
+function isBuiltin(schema: string | null): boolean {
+  return schema === null || schema === 'pg_catalog';
+}
+
+function castsToText(typeName: unknown): boolean {
+  if (!isObject(typeName) || typeName.arrayBounds !== undefined || typeName.pct_type === true) return false;
+  const names = list(typeName.names).map((n) => stringNode(n));
+  const name = names.at(-1);
+  const schema = names.length >= 2 ? names[names.length - 2] : null;
+  return names.length <= 2 && typeof name === 'string' && isBuiltin(schema) && TEXT_TYPES.has(name);
+}
+
+/** Node types as a refusal message names them; others by their parse-node name. */
+const CONSTRUCT_NAMES: Readonly<Record<string, string>> = {
+  RangeFunction: 'a function in FROM',
+  RangeTableFunc: 'XMLTABLE',
+  RangeTableSample: 'TABLESAMPLE',
+  JsonTable: 'JSON_TABLE',
+  A_Indirection: 'a subscript',
+  WindowDef: 'a window frame offset',
+  NamedArgExpr: 'a named argument',
+  InsertStmt: 'INSERT',
+  UpdateStmt: 'UPDATE',
+  MergeStmt: 'MERGE',
+  CallStmt: 'CALL',
+  ExecuteStmt: 'EXECUTE',
+};
+
+/** A construct a value flows into, named for a refusal message. */
+function constructName(type: string | null, body: Json): string {
+  switch (type) {
+    case null:
+      return 'a construct this version does not know';
+    case 'FuncCall':
+      return `${functionName(body)?.name ?? 'a function'}()`;
+    case 'TypeCast': {
+      const typeName = isObject(body.typeName) ? body.typeName : {};
+      const name = stringNode(list(typeName.names).at(-1)) ?? 'a type';
+      return `a cast to ${name}${typeName.arrayBounds !== undefined ? '[]' : ''}`;
+    }
+    case 'A_Expr': {
+      const op = operatorName(body);
+      return op === null ? 'an operator' : `the operator ${op.name}`;
+    }
+    default:
+      return lookup(CONSTRUCT_NAMES, type) ?? type;
+  }
 }

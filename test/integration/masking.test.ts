@@ -4,10 +4,12 @@
 // row and JSON constructors, aggregates, CTEs, subqueries, set operations, views, SQL functions, predicates,
 // EXPLAIN, COPY, statistics, errors, notices, notifications, settings). Each attempt must leave no real value of a
 // masked column anywhere the client can see it: every returned value, every error and notice field, every
-// notification and parameter report. Inference is refused too, comparisons without a comparison operator
-// included (set operations other than UNION ALL, DISTINCT, comparing functions, min/max), which would answer a
-// guess by which rows come back. The same statements under an unmasked role (`doctor`) return the real values, and
-// the simple cases return exactly the configured masked forms.
+// notification and parameter report. Inference is refused too: comparisons without a comparison operator (set
+// operations other than UNION ALL, DISTINCT, comparing functions, min/max) and value-dependent errors (`ssn::int`,
+// `1/(length(ssn)-11)`), which would answer a guess by which rows come back or whether the statement fails; the
+// forms that cannot (returning a column, `||`, text casts, lower, row_to_json, count, ...) still run. The same
+// statements under an unmasked role (`doctor`) return the real values, and the simple cases return exactly the
+// configured masked forms.
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -519,9 +521,11 @@ const CORPUS: readonly Attempt[] = [
   select(`select ssn::varchar as s from mk_patients ${P1}`, ['ssn']),
   select(`select ssn::text || '' as s from mk_patients ${P1}`, ['ssn']),
   select(`select cast(name as varchar(40)) as n, dob::text as d from mk_patients ${P1}`, ['name', 'dob']),
-  select(`select ssn::char(11) as s, zip::int as z from mk_patients ${P1}`, ['ssn']),
-  select(`select ssn::bytea as b from mk_patients ${P1}`, ['ssn'], 'as bytea (hex on the wire)'),
+  select(`select ssn::char(11) as s, ssn::varchar(5) as t from mk_patients ${P1}`, ['ssn']),
   select(`select ssn collate "C" as s from mk_patients ${P1}`, ['ssn']),
+  // A cast that parses its input fails on some values: whether it fails answers a guess (an error oracle).
+  refused(`select zip::int as z from mk_patients ${P1}`, 'cast to integer (fails unless all digits)'),
+  refused(`select ssn::bytea as b from mk_patients ${P1}`, 'cast to bytea (fails on a stray backslash)'),
 
   // -- concatenation and string functions
   select(`select 'x' || ssn || 'y' as s, name || '' as n from mk_patients ${P1}`, ['ssn', 'name']),
@@ -546,10 +550,16 @@ const CORPUS: readonly Attempt[] = [
     'ssn',
     'phone',
   ]),
-  select(`select reverse(reverse(name)) as a, repeat(diagnosis, 1) as b from mk_patients ${P1}`, [
+  select(`select reverse(reverse(name)) as a, initcap(diagnosis) as b from mk_patients ${P1}`, [
     'name',
     'diagnosis',
   ]),
+  // repeat(x, n) fails ("requested length too large") exactly when length(x) * n passes 1 GB: a length oracle.
+  refused(`select repeat(diagnosis, 1) as b from mk_patients ${P1}`, 'repeat'),
+  refused(
+    `select replace(replace(replace(ssn, '1', repeat('1', 1100)), '1', repeat('1', 1100)), '1', repeat('1', 1100)) as r from mk_patients ${P1}`,
+    'nested growing replace ("out of memory" when the value holds a 1)',
+  ),
   select(`select format('%s / %s', name, ssn) as a from mk_patients ${P1}`, ['name', 'ssn']),
   select(`select concat(ssn, '') as a, concat_ws('|', name, email) as b from mk_patients ${P1}`, [
     'ssn',
@@ -563,7 +573,9 @@ const CORPUS: readonly Attempt[] = [
     `select greatest(ssn, '') as a, least(email, 'zzz') as b from mk_patients ${P1}`,
     'GREATEST / LEAST',
   ),
-  select(`select to_char(dob, 'YYYY-MM-DD') as a, dob + 0 as b from mk_patients ${P1}`, ['dob']),
+  // `date + n` fails past 5874897 AD; to_char(date) casts to timestamp, which fails past 294276 AD.
+  refused(`select dob + 0 as b from mk_patients ${P1}`, 'date arithmetic (out of range for a large offset)'),
+  refused(`select to_char(dob, 'YYYY-MM-DD') as a from mk_patients ${P1}`, 'to_char of a date'),
 
   // -- row and JSON constructors, aggregates
   select(`select row(ssn, name) as r from mk_patients ${P1}`, ['ssn', 'name']),
@@ -674,6 +686,12 @@ const CORPUS: readonly Attempt[] = [
     ['listen mk_chan', `select pg_notify('mk_chan', name) from mk_patients ${P1}`, 'select 1 as one'],
     'ok',
     ['name'],
+  ),
+  steps(
+    'laundered through LISTEN/NOTIFY from a scalar subquery',
+    ['listen mk_chan', `select pg_notify('mk_chan', (select name from mk_patients ${P1}))`],
+    'refused',
+    null,
   ),
 
   // -- cursors and SQL-level prepared statements across round trips
@@ -934,6 +952,36 @@ const CORPUS: readonly Attempt[] = [
   refused(`select greatest(ssn, '5') as s from mk_patients ${P1}`, 'greatest against a guess'),
   refused('select min(ssn) as s from mk_patients where id in (1, 2)', 'min of two'),
 
+  // -- error oracles: a computation that fails for some values answers a guess, one row at a time
+  refused(`select 1 / (length(ssn) - 11) as r from mk_patients ${P1}`, 'division by a length'),
+  refused(`select substr(ssn, 1, 1)::int / 0 as r from mk_patients ${P1}`, 'first digit: cast, then divide'),
+  refused(`select 1 / strpos(ssn, '12') as r from mk_patients ${P1}`, 'division by a position'),
+  refused(`select to_date(ssn, 'YYYY') as r from mk_patients ${P1}`, 'to_date'),
+  refused(`select (ssn)::numeric as r from mk_patients ${P1}`, 'cast to numeric'),
+  refused(`select left(ssn, length(ssn) - 20) as r from mk_patients ${P1}`, 'arithmetic on a length'),
+  refused(`select sum(length(name)) as r from mk_patients ${P1}`, 'sum'),
+  refused(`select json_build_object(ssn, 1) as r from mk_patients ${P1}`, 'masked value as a JSON key'),
+  refused(
+    'select * from generate_series(1, length((select ssn from mk_patients where id = 1))) as g',
+    'a subquery in the arguments of a function in FROM',
+  ),
+  refused(
+    `with c as (select ssn as s from mk_patients ${P1}) select s::int as r from c`,
+    'cast of a CTE column',
+  ),
+  refused(`select t::int as r from (select ssn from mk_patients ${P1}) t`, 'cast of a subquery row'),
+  // What cannot fail still runs, masked.
+  select(
+    `select lower(ssn) as a, ssn || '' as b, ssn::text as c, length(ssn) as d from mk_patients ${P1}`,
+    ['ssn'],
+    'total expressions',
+  ),
+  select(
+    `with c as (select ssn as s from mk_patients ${P1}) select upper(s) as u, s || '' as v from c`,
+    ['ssn'],
+    'total expressions over a CTE column',
+  ),
+
   // -- side channels: refused
   refused(`explain select ssn from mk_patients where id = 1`),
   // COPY TO in text or CSV is masked row by row (see the psql tests); other forms are refused.
@@ -955,14 +1003,13 @@ const CORPUS: readonly Attempt[] = [
     'either',
     null,
   ),
-  simple(`select ssn::int from mk_patients ${P1}`, 'either', null, 'cast error quoting the value'),
-  simple(`select name::date from mk_patients ${P1}`, 'either', null, 'cast error quoting a name'),
-  simple(
-    `select ('x' || diagnosis)::numeric from mk_patients ${P1}`,
-    'either',
-    null,
-    'cast error quoting a diagnosis',
-  ),
+  // Casts of masked columns are refused (error oracles); a value a SQL function read still reaches a cast, and
+  // PostgreSQL's error quoting it is scrubbed.
+  refused(`select ssn::int from mk_patients ${P1}`, 'cast error quoting the value'),
+  refused(`select name::date from mk_patients ${P1}`, 'cast error quoting a name'),
+  refused(`select ('x' || diagnosis)::numeric from mk_patients ${P1}`, 'cast error quoting a diagnosis'),
+  simple('select mk_ssn_of(1)::int', 'either', null, 'cast error quoting a value a SQL function read'),
+  simple('select mk_ssn_of(1)::date', 'either', null, 'date cast error quoting a value a SQL function read'),
   simple("select mk_note(1, 'detail')", 'ok', null, 'notice with the value in DETAIL and HINT'),
   simple("select mk_note(1, 'message')", 'ok', null, 'notice with the value in its message'),
   simple("select mk_note(1, 'error')", 'either', null, 'error with the value in DETAIL and HINT'),
@@ -1030,8 +1077,8 @@ describe('PHI masking through pgwarden', () => {
     }
   });
 
-  it('has a corpus of at least 143 bypass attempts', () => {
-    expect(CORPUS.length).toBeGreaterThanOrEqual(143);
+  it('has a corpus of at least 163 bypass attempts', () => {
+    expect(CORPUS.length).toBeGreaterThanOrEqual(163);
   });
 
   describe('analyst (masked): no real value reaches the client', () => {
@@ -1075,11 +1122,12 @@ describe('PHI masking through pgwarden', () => {
     );
   });
 
-  it('counts refused comparisons with the masked predicate refusals', async () => {
+  it('counts refused comparisons and error oracles with the masked predicate refusals', async () => {
     const before = await metric(proxy, 'pgwarden_masked_predicate_refusals_total');
     const attempts = [
       `select ssn from mk_patients ${P1} intersect select ${literal(FIRST.ssn)}`,
       'select distinct ssn from mk_patients',
+      `select 1 / (length(ssn) - 11) as r from mk_patients ${P1}`,
     ];
     for (const sql of attempts) {
       const outcome = await withSession('analyst', (s) => s.simple(sql));
