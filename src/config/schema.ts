@@ -942,7 +942,7 @@ const RoleSchema = Type.Object(
       Type.Boolean({
         default: false,
         description:
-          'Let this role use its masked columns in WHERE, JOIN, ORDER BY, GROUP BY, HAVING and window clauses (which can reveal a masked value one query at a time). Refused by default.',
+          'Let this role use its masked columns where they can reveal a masked value one query at a time: in WHERE, JOIN, ORDER BY, GROUP BY, HAVING and window clauses, in comparisons and comparing functions (strpos, regexp_match, greatest, min, max, ...), in DISTINCT and set operations other than UNION ALL, and in computations that may raise an error for some values (casts to types other than text, arithmetic, functions not known to accept every value). Refused by default.',
       }),
     ),
     masks: Type.Optional(

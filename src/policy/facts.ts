@@ -24,6 +24,18 @@ export interface ColumnRef {
   readonly name: string;
 }
 
+/** A column reference that filters, orders, groups or compares (see StatementFacts.predicateColumns). */
+export interface PredicateRef extends ColumnRef {
+  /** The clause or construct that makes it a predicate, for a person: 'WHERE', 'INTERSECT', 'a comparison (=)'. */
+  readonly use: string;
+}
+
+/** A column reference whose value flows into a construct that may raise an error (see failableColumns). */
+export interface FailableRef extends ColumnRef {
+  /** The innermost such construct, for a person: 'the operator /', 'a cast to int4', 'sum()'. */
+  readonly construct: string;
+}
+
 export interface FunctionRef {
   readonly schema: string | null;
   readonly name: string;
@@ -64,21 +76,36 @@ export interface StatementFacts {
   readonly relations: readonly RelationRef[];
   readonly columns: readonly ColumnRef[];
   /**
-   * The column references (as in `columns`) that decide which rows come back, in what order or grouping, rather
-   * than what they contain: a role that sees a column masked could still infer it from these (`WHERE ssn LIKE
-   * '1%'`). At any query level: WHERE (SELECT, UPDATE, DELETE, ON CONFLICT, COPY FROM), JOIN ... ON and USING (a
-   * NATURAL join as '*'), ORDER BY, GROUP BY and grouping sets, HAVING, window PARTITION BY / ORDER BY (WINDOW and
-   * OVER), DISTINCT ON, LIMIT / OFFSET, aggregate FILTER (WHERE) and ORDER BY, CASE conditions anywhere, MERGE's ON
-   * and WHEN ... AND, CTE SEARCH / CYCLE columns. An output column named by ORDER BY, GROUP BY or DISTINCT ON (by
+   * The column references (as in `columns`) that decide which rows come back, in what order or grouping, or that
+   * are compared, rather than what they contain: a role that sees a column masked could still infer it from these
+   * (`WHERE ssn LIKE '1%'`, `SELECT ssn ... INTERSECT SELECT '123-45-6789'`). At any query level: WHERE (SELECT,
+   * UPDATE, DELETE, ON CONFLICT, COPY FROM), JOIN ... ON and USING (a NATURAL join as '*'), ORDER BY, GROUP BY and
+   * grouping sets, HAVING, window PARTITION BY / ORDER BY (WINDOW and OVER), DISTINCT ON, LIMIT / OFFSET, aggregate
+   * FILTER (WHERE), ORDER BY and WITHIN GROUP (ORDER BY), CASE conditions anywhere, MERGE's ON and WHEN ... AND, CTE
+   * SEARCH / CYCLE columns; any comparison, LIKE, IN, BETWEEN, NULLIF, null or boolean test, JSON key lookup,
+   * GREATEST / LEAST, comparing function (`strpos`, `regexp_match`, `min`, ...) or aggregate DISTINCT, the select
+   * list included; every output column of a SELECT DISTINCT, of each branch of a set operation other than UNION
+   * ALL, and of an IN / ANY / ALL subquery. An output column named by ORDER BY, GROUP BY or DISTINCT ON (by
    * position or by name) adds the references of its select-list expression. Everything under such a clause counts,
-   * subqueries included.
+   * subqueries included. A reference to a column of a subquery, CTE, VALUES list or join alias in FROM (or a
+   * renamed column) adds the references behind that column, transitively.
    */
-  readonly predicateColumns: readonly ColumnRef[];
+  readonly predicateColumns: readonly PredicateRef[];
   /**
    * Column references used in a computation: everywhere except as the whole value of a select-list or RETURNING
    * entry (`SELECT ssn` returns it; `SELECT lower(ssn)`, `1/(ssn = 'x')::int`, `row_to_json(p)` compute with it).
+   * Derived columns add the references behind them, as in predicateColumns.
    */
   readonly expressionColumns: readonly ColumnRef[];
+  /**
+   * Column references, outside predicates, whose value does not reach an output column through total constructs
+   * only (ones that raise no error and return NULL only for NULL, for every value: returning it, `||`, casts to
+   * text, varchar and char, CASE results, COALESCE, ROW, ARRAY, and listed functions such as lower, length, concat,
+   * format, row_to_json, json_build_object, count, array_agg, string_agg): `1/(length(ssn)-11)`, `ssn::int`,
+   * `sum(...)`, a function in FROM, a user-defined function. Whether such a statement fails answers guesses about
+   * the value. Derived columns add the references behind them, as in predicateColumns.
+   */
+  readonly failableColumns: readonly FailableRef[];
   readonly functions: readonly FunctionRef[];
   readonly guard: GuardFlags;
   /** Set when the statement is a SET/RESET of a parameter; null otherwise. */

@@ -449,11 +449,11 @@ export class RoleSet {
    * resolved conservatively: a bare name may belong to any relation of the statement, and `*` and whole-row
    * references take every column.
    */
-  private columnHit<R extends ColumnRule>(
-    refs: readonly ColumnRef[],
+  private columnHit<R extends ColumnRule, C extends ColumnRef>(
+    refs: readonly C[],
     relations: readonly RelationRef[],
     rules: readonly R[],
-  ): { rule: R; table: string; column: string; wholeRow: boolean } | null {
+  ): { rule: R; ref: C; table: string; column: string; wholeRow: boolean } | null {
     if (rules.length === 0) return null;
     for (const ref of refs) {
       for (const rel of relationsFor(ref, relations)) {
@@ -461,7 +461,7 @@ export class RoleSet {
           for (const rule of rules) {
             if (!rule.table.matches(name)) continue;
             if (ref.name === '*' || rule.column.matches(ref.name))
-              return { rule, table: name, column: describeColumn(ref, name), wholeRow: false };
+              return { rule, ref, table: name, column: describeColumn(ref, name), wholeRow: false };
           }
         }
       }
@@ -471,7 +471,7 @@ export class RoleSet {
           if ((rel.alias ?? rel.name) !== ref.name) continue;
           for (const name of this.candidates(rel)) {
             const rule = rules.find((d) => d.table.matches(name));
-            if (rule) return { rule, table: name, column: `${name}.*`, wholeRow: true };
+            if (rule) return { rule, ref, table: name, column: `${name}.*`, wholeRow: true };
           }
         }
       }
@@ -504,8 +504,9 @@ export class RoleSet {
 
   /**
    * Masked sessions: what would expose a masked value outside the masked result columns — the masked column in a
-   * predicate (`WHERE ssn LIKE '123%'` reveals it digit by digit), planner statistics, EXPLAIN output, and COPY
-   * TO (whose rows are not masked by this version).
+   * predicate or comparison (`WHERE ssn LIKE '123%'` reveals it digit by digit, `INTERSECT SELECT '...'` answers a
+   * guess) or in a computation that may raise an error (`1/(length(ssn)-11)` answers one by failing), planner
+   * statistics, EXPLAIN output, and COPY TO (whose rows are not masked by this version).
    */
   private checkMasked(f: StatementFacts, maskedViews: readonly MaskedViewColumn[]): Refusal | null {
     if (this.maskRules.length === 0) return null;
@@ -525,10 +526,16 @@ export class RoleSet {
         rule: 'roles.*.masks',
       };
     if (!this.maskedPredicatesAllowed) {
-      const hit = this.columnHit(f.predicateColumns, f.relations, rules);
-      if (hit)
+      const compared = this.columnHit(f.predicateColumns, f.relations, rules);
+      if (compared)
         return {
-          reason: `masked column ${hit.column} may not be used in a predicate (WHERE, JOIN, ORDER BY, GROUP BY, HAVING, window)`,
+          reason: `masked column ${compared.column} may not be used in ${compared.ref.use}: which rows come back, in what order, or what a comparison returns would answer guesses about its value`,
+          rule: 'roles.*.allow_masked_predicates',
+        };
+      const failable = this.columnHit(f.failableColumns, f.relations, rules);
+      if (failable)
+        return {
+          reason: `masked column ${failable.column} may not flow into ${failable.ref.construct}: only constructs that accept every value without an error (returning it, ||, casts to text, lower, length, concat, format, row_to_json, json_build_object, count, array_agg, string_agg, ...) may compute with it, since whether the statement fails would answer guesses about its value`,
           rule: 'roles.*.allow_masked_predicates',
         };
     }

@@ -9,11 +9,13 @@ import { describeError, log } from '../core/log.js';
 import type {
   ColumnRef,
   CopyOut,
+  FailableRef,
   SelectOutput,
   FunctionRef,
   GuardFlags,
   ParseFailure,
   ParseResult,
+  PredicateRef,
   RelationRef,
   SettingChange,
   StatementFacts,
@@ -334,36 +336,39 @@ const STRUCT_FIELDS: Readonly<Record<string, Readonly<Record<string, string>>>> 
 const SKIPPED_FIELDS: Readonly<Record<string, string>> = { LockingClause: 'lockedRels' };
 
 /**
- * Fields whose expressions choose, order or group rows instead of producing values: a column used here can be
- * inferred from which rows come back even when its values are masked. Everything under such a field counts, so an
- * unknown node (or a subquery) inside a WHERE is searched like the rest.
+ * Fields whose expressions choose, order or group rows, or compare values, instead of producing values: a column
+ * used here can be inferred from which rows come back (or what a comparison returns) even when its values are
+ * masked. Everything under such a field counts, so an unknown node (or a subquery) inside a WHERE is searched like
+ * the rest. Each field names the clause for the refusal message ("may not be used in ...").
  */
-const PREDICATE_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
-  SelectStmt: new Set([
-    'whereClause',
-    'groupClause',
-    'havingClause',
-    'windowClause',
-    'sortClause',
-    'distinctClause',
-    'limitOffset',
-    'limitCount',
-  ]),
-  JoinExpr: new Set(['quals']),
-  MergeStmt: new Set(['joinCondition']),
-  MergeWhenClause: new Set(['condition']),
-  WindowDef: new Set(['partitionClause', 'orderClause']),
-  FuncCall: new Set(['agg_filter', 'agg_order']),
+const PREDICATE_FIELDS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  SelectStmt: {
+    whereClause: 'WHERE',
+    groupClause: 'GROUP BY',
+    havingClause: 'HAVING',
+    windowClause: 'a WINDOW clause',
+    sortClause: 'ORDER BY',
+    distinctClause: 'DISTINCT ON',
+    limitOffset: 'OFFSET',
+    limitCount: 'LIMIT',
+  },
+  JoinExpr: { quals: 'a JOIN condition' },
+  MergeStmt: { joinCondition: 'a MERGE condition' },
+  MergeWhenClause: { condition: 'a MERGE condition' },
+  WindowDef: { partitionClause: 'PARTITION BY', orderClause: 'a window ORDER BY' },
+  FuncCall: { agg_filter: 'an aggregate FILTER' },
   // A simple CASE compares its operand with each WHEN value; a searched CASE tests each WHEN condition. Either way
   // the result chosen tells the condition, in the select list too.
-  CaseExpr: new Set(['arg']),
-  CaseWhen: new Set(['expr']),
+  CaseExpr: { arg: 'a CASE comparison' },
+  CaseWhen: { expr: 'a CASE condition' },
   // A comparison anywhere, the select list included, tells something about its operands: `(ssn = '...')::int`
   // as a value, or as a division by zero, answers a guess as surely as a WHERE does.
-  BoolExpr: new Set(['args']),
-  NullTest: new Set(['arg']),
-  BooleanTest: new Set(['arg']),
-  SubLink: new Set(['testexpr']),
+  BoolExpr: { args: 'AND / OR / NOT' },
+  NullTest: { arg: 'IS NULL' },
+  BooleanTest: { arg: 'IS TRUE / IS FALSE' },
+  SubLink: { testexpr: 'IN / ANY / ALL (subquery)' },
+  // GREATEST and LEAST return whichever operand compares highest or lowest: `greatest(ssn, '5')` answers a guess.
+  MinMaxExpr: { args: 'GREATEST / LEAST' },
 };
 
 /** Operators that compare, match or test containment: their operands are predicates wherever they stand. */
@@ -395,25 +400,171 @@ const COMPARISON_OPERATORS: ReadonlySet<string> = new Set([
   '<<=',
   '>>=',
   '^@',
+  // A JSON key or path lookup returns NULL when the key is absent: like `?`, it answers whether a masked document
+  // has the key, and with the masked value as the key (`'{"123-45-6789": 1}' -> ssn`) it is an equality test.
+  '->',
+  '->>',
+  '#>',
+  '#>>',
 ]);
 
-/** A_Expr kinds other than a plain operator (IN, LIKE, BETWEEN, DISTINCT, NULLIF, ANY/ALL) all compare. */
-function comparesOperands(body: Json): boolean {
-  if (body.kind !== 'AEXPR_OP') return true;
-  const op = list(body.name)
-    .map((n) => stringNode(n))
-    .filter((n): n is string => n !== null);
-  return op.length > 0 && COMPARISON_OPERATORS.has(op[op.length - 1]);
+/**
+ * Functions whose only use on a masked value is to compare it: their result (a position, a match, a distance, the
+ * smaller or larger value, an array element found) answers a guess, and masked output keeps NULLs and the masked
+ * form of the value chosen (`min(ssn)` shows the last four digits of the smallest SSN). Their arguments are
+ * predicates. A function not listed here is still refused unless it is known total (TOTAL_FUNCTIONS).
+ */
+const COMPARING_FUNCTIONS: ReadonlySet<string> = new Set([
+  'strpos',
+  'position',
+  'starts_with',
+  'regexp_like',
+  'regexp_match',
+  'regexp_matches',
+  'regexp_count',
+  'regexp_instr',
+  'regexp_substr',
+  'similar_escape',
+  'similar_to_escape',
+  'like',
+  'ilike',
+  'notlike',
+  'notilike',
+  'texteq',
+  'textne',
+  'text_lt',
+  'text_le',
+  'text_gt',
+  'text_ge',
+  'bttextcmp',
+  'textlike',
+  'textnlike',
+  'texticlike',
+  'texticnlike',
+  'textregexeq',
+  'textregexne',
+  'texticregexeq',
+  'texticregexne',
+  'levenshtein',
+  'levenshtein_less_equal',
+  'similarity',
+  'word_similarity',
+  'strict_word_similarity',
+  'difference',
+  'min',
+  'max',
+  'array_position',
+  'array_positions',
+  'array_remove',
+  'array_replace',
+  'json_extract_path',
+  'json_extract_path_text',
+  'jsonb_extract_path',
+  'jsonb_extract_path_text',
+]);
+
+/**
+ * The comparison an A_Expr makes, or null: its kinds other than a plain operator (IN, LIKE, BETWEEN, DISTINCT,
+ * NULLIF, ANY/ALL) all compare.
+ */
+function comparisonOf(body: Json): string | null {
+  const kind = str(body.kind) ?? 'AEXPR_OP';
+  if (kind !== 'AEXPR_OP') return `a comparison (${kind.replace(/^AEXPR_/, '').replace(/_/g, ' ')})`;
+  const op = operatorName(body);
+  return op !== null && COMPARISON_OPERATORS.has(op.name) ? `a comparison (${op.name})` : null;
 }
 
-function isPredicateField(type: string | null, field: string, body: Json): boolean {
+/** An operator's name and schema (null when unqualified), or null when it has none. */
+function operatorName(body: Json): { readonly schema: string | null; readonly name: string } | null {
+  const parts = list(body.name)
+    .map((n) => stringNode(n))
+    .filter((n): n is string => n !== null);
+  if (parts.length === 0) return null;
+  return { schema: parts.length >= 2 ? parts[parts.length - 2] : null, name: parts[parts.length - 1] };
+}
+
+/** A function call's name and schema (null when unqualified), as written after the parser's case folding. */
+function functionName(body: Json): { readonly schema: string | null; readonly name: string } | null {
+  const parts = list(body.funcname)
+    .map((n) => stringNode(n))
+    .filter((n): n is string => n !== null);
+  if (parts.length === 0) return null;
+  return { schema: parts.length >= 2 ? parts[parts.length - 2] : null, name: parts[parts.length - 1] };
+}
+
+/** A FuncCall's arguments compare: DISTINCT inside an aggregate, or a comparing function. */
+function comparingCall(body: Json): string | null {
+  if (body.agg_distinct === true) return 'an aggregate DISTINCT';
+  const fn = functionName(body);
+  return fn !== null && COMPARING_FUNCTIONS.has(fn.name)
+    ? `${fn.name}(), which compares its arguments`
+    : null;
+}
+
+/**
+ * What makes `field` of a `type` node a predicate (for the refusal message), or null. `comparedOutputs` is set for
+ * a SELECT whose output columns are compared (see outputComparison).
+ */
+function predicateUse(
+  type: string | null,
+  field: string,
+  body: Json,
+  comparedOutputs: string | null,
+): string | null {
   // Any node's WHERE, a node type this module does not know included (UPDATE, DELETE, ON CONFLICT, COPY FROM, ...).
-  if (field === 'whereClause') return true;
-  if (type === null) return false;
-  // WITHIN GROUP (ORDER BY x) is an ordered-set aggregate's argument (its output), not an ordering of its input.
-  if (type === 'FuncCall' && field === 'agg_order') return body.agg_within_group !== true;
-  if (type === 'A_Expr') return (field === 'lexpr' || field === 'rexpr') && comparesOperands(body);
-  return lookup(PREDICATE_FIELDS, type)?.has(field) === true;
+  if (field === 'whereClause') return 'WHERE';
+  if (type === null) return null;
+  switch (type) {
+    case 'SelectStmt':
+      if (field === 'targetList' || field === 'valuesLists') return comparedOutputs;
+      break;
+    case 'FuncCall':
+      if (field === 'args') return comparingCall(body);
+      // WITHIN GROUP (ORDER BY x) sorts x to pick the value returned (percentile_disc, mode), as min and max do.
+      if (field === 'agg_order')
+        return body.agg_within_group === true ? 'WITHIN GROUP (ORDER BY)' : 'an aggregate ORDER BY';
+      break;
+    case 'A_Expr':
+      return field === 'lexpr' || field === 'rexpr' ? comparisonOf(body) : null;
+    default:
+      break;
+  }
+  return lookup(PREDICATE_FIELDS, type)?.[field] ?? null;
+}
+
+/**
+ * Why the output columns of a SELECT are compared with each other, or null: a plain DISTINCT compares every output
+ * column, and so does every set operation but UNION ALL (UNION removes duplicates; INTERSECT and EXCEPT, ALL or
+ * not, match rows): `SELECT ssn ... INTERSECT SELECT '123-45-6789'` answers a guess. An operation this module does
+ * not know compares.
+ */
+function outputComparison(select: Json): string | null {
+  const distinct = list(select.distinctClause);
+  // Plain DISTINCT is a list holding one empty node; DISTINCT ON lists expressions (predicates of their own).
+  if (distinct.some((item) => isObject(item) && Object.keys(item).length === 0)) return 'SELECT DISTINCT';
+  const op = str(select.op);
+  if (op === null || op === 'SETOP_NONE') return null;
+  if (op === 'SETOP_UNION' && select.all === true) return null;
+  return op.replace(/^SETOP_/, '') + (select.all === true ? ' ALL' : '');
+}
+
+/**
+ * What compares the output columns of the SELECT in `field`, or null: the branches of a set operation that
+ * compares (`comparedOutputs`, see outputComparison), the subquery of IN / ANY / ALL or a row comparison. A
+ * scalar, ARRAY or EXISTS subquery compares nothing; a kind this module does not know compares.
+ */
+function comparedByField(
+  type: string | null,
+  field: string,
+  body: Json,
+  comparedOutputs: string | null,
+): string | null {
+  if (type === 'SelectStmt') return field === 'larg' || field === 'rarg' ? comparedOutputs : null;
+  if (type !== 'SubLink' || field !== 'subselect') return null;
+  const kind = str(body.subLinkType);
+  return kind === 'EXPR_SUBLINK' || kind === 'ARRAY_SUBLINK' || kind === 'EXISTS_SUBLINK'
+    ? null
+    : 'IN / ANY / ALL (subquery)';
 }
 
 /** Relations the statement writes: the contract's list (DML targets, COPY FROM, TRUNCATE, LOCK). */
@@ -530,20 +681,15 @@ interface Frame {
   readonly scope: CteScope | null;
   /** The relation(s) at this point are written by the statement. */
   readonly target: boolean;
-  /** Inside a clause that filters, orders or groups rows (see PREDICATE_FIELDS); children inherit it. */
-  readonly predicate: boolean;
-  /** An entry of a select list or RETURNING list (a ResTarget whose value is an output column). */
-  readonly outputList?: boolean;
-  /** The value of such an entry: a column reference here is returned as it is, not computed with. */
-  readonly directOutput?: boolean;
-}
-
-/** Fields whose entries are output columns: select lists and RETURNING lists. */
-function isOutputListField(type: string | null, key: string): boolean {
-  if (type === 'SelectStmt') return key === 'targetList';
-  if (type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt')
-    return key === 'returningList';
-  return false;
+  /**
+   * Inside a clause or construct that filters, orders, groups or compares (see predicateUse): what it is, for the
+   * refusal message; null outside. Children inherit it.
+   */
+  readonly predicate: string | null;
+  /** Where the value computed here goes (see Flow). */
+  readonly flow: Flow;
+  /** On a SELECT whose output columns an enclosing set operation or IN (subquery) compares: what compares them. */
+  readonly comparedBy?: string | null;
 }
 
 function str(v: unknown): string | null {
@@ -602,8 +748,11 @@ class FactCollector {
   private readonly kinds: StatementKind[];
   private readonly relations = new Map<string, RelationRef>();
   private readonly columns = new Map<string, ColumnRef>();
-  private readonly predicates = new Map<string, ColumnRef>();
+  private readonly predicates = new Map<string, PredicateRef>();
   private readonly expressions = new Map<string, ColumnRef>();
+  private readonly failables = new Map<string, FailableRef>();
+  /** Columns of subqueries and CTEs in FROM, and of renamed relations: what a reference to one stands for. */
+  private readonly derived: DerivedColumn[] = [];
   private readonly functions = new Map<string, FunctionRef>();
   private readonly guard = {
     truncate: false,
@@ -622,7 +771,10 @@ class FactCollector {
 
   /** Walks the whole tree under `root` with an explicit stack: depth costs heap, never call stack. */
   walk(root: unknown): void {
-    const stack: Frame[] = [{ value: root, bareType: null, scope: null, target: false, predicate: false }];
+    // The statement's own rows are its result.
+    const stack: Frame[] = [
+      { value: root, bareType: null, scope: null, target: false, predicate: null, flow: 'returned' },
+    ];
     while (stack.length > 0) {
       const frame = stack.pop()!;
       const value = frame.value;
@@ -652,21 +804,28 @@ class FactCollector {
     }
     const structFields = type === null ? undefined : lookup(STRUCT_FIELDS, type);
     const skipped = type === null ? undefined : lookup(SKIPPED_FIELDS, type);
+    const comparedOutputs = type === 'SelectStmt' ? (frame.comparedBy ?? outputComparison(body)) : null;
     const keys = Object.keys(body);
     for (let i = keys.length - 1; i >= 0; i--) {
       const key = keys[i];
       const child = body[key];
       if (typeof child !== 'object' || child === null || key === skipped) continue;
       if (ctes !== null && key === 'withClause') continue; // walked below, CTE by CTE
-      stack.push({
-        value: child,
+      const base = {
         bareType: structFields === undefined ? null : (lookup(structFields, key) ?? null),
         scope,
         target: type !== null && isTargetField(type, key, body),
-        predicate: frame.predicate || isPredicateField(type, key, body),
-        outputList: isOutputListField(type, key),
-        directOutput: type === 'ResTarget' && frame.outputList === true && key === 'val',
-      });
+        predicate: frame.predicate ?? predicateUse(type, key, body, comparedOutputs),
+        comparedBy: comparedByField(type, key, body, comparedOutputs),
+      };
+      // A list's entries one by one: a function's arguments differ in what they accept.
+      if (!Array.isArray(child)) {
+        stack.push({ ...base, value: child, flow: flowInto(type, key, body, frame.flow, 0) });
+        continue;
+      }
+      for (let j = child.length - 1; j >= 0; j--) {
+        stack.push({ ...base, value: child[j], flow: flowInto(type, key, body, frame.flow, j) });
+      }
     }
     // Pushed last so they are walked first, in order.
     if (ctes !== null) for (let i = ctes.length - 1; i >= 0; i--) stack.push(ctes[i]);
@@ -679,7 +838,7 @@ class FactCollector {
   private withScopes(
     withClause: Json,
     outer: CteScope | null,
-    predicate: boolean,
+    predicate: string | null,
   ): [CteScope | null, Frame[]] {
     const entries = list(withClause.ctes);
     const names = entries.map((c) => str(nodeOf(c, 'CommonTableExpr')?.ctename));
@@ -688,13 +847,21 @@ class FactCollector {
     const frames = entries.map((cte, i): Frame => {
       const before = names.slice(0, i).filter((n) => n !== null);
       const scope = recursive ? all : before.length > 0 ? { names: new Set(before), parent: outer } : outer;
-      return { value: cte, bareType: null, scope, target: false, predicate };
+      // A CTE's rows are read by name: its outputs start as returned (see RETURNED_FIELDS).
+      return { value: cte, bareType: null, scope, target: false, predicate, flow: 'returned' };
     });
     // Whatever else a WITH clause may carry is walked too, outside its own scope.
     for (const key of Object.keys(withClause)) {
       const child = withClause[key];
       if (key !== 'ctes' && typeof child === 'object' && child !== null) {
-        frames.push({ value: child, bareType: null, scope: outer, target: false, predicate });
+        frames.push({
+          value: child,
+          bareType: null,
+          scope: outer,
+          target: false,
+          predicate,
+          flow: { by: 'a WITH clause' },
+        });
       }
     }
     return [all, frames];
@@ -707,13 +874,13 @@ class FactCollector {
     switch (type) {
       case 'RangeVar':
         this.addRelation(body, frame.target, wrapped && !frame.target ? frame.scope : null);
+        this.addRenamedRelation(body, wrapped && !frame.target ? frame.scope : null);
         return;
       case 'ColumnRef':
-        this.addColumnRef(body, frame.predicate);
-        if (frame.directOutput !== true) {
-          const parts = columnRefParts(body);
-          if (parts.length > 0) addColumnTo(this.expressions, parts.slice(0, -1), parts[parts.length - 1]);
-        }
+        this.addColumnRef(body, frame);
+        return;
+      case 'RangeSubselect':
+        this.addDerived(aliasName(body.alias), aliasColumns(body.alias), body.subquery);
         return;
       case 'FuncCall':
         this.addFunction(body);
@@ -723,14 +890,16 @@ class FactCollector {
         // Either way the join compares those columns: they are predicates.
         if (body.isNatural === true) {
           this.addColumn([], '*');
-          this.addPredicate([], '*');
+          this.addPredicate([], '*', 'a JOIN condition');
         }
         for (const item of list(body.usingClause)) {
           const name = stringNode(item);
           if (name === null) continue;
           this.addColumn([], name);
-          this.addPredicate([], name);
+          this.addPredicate([], name, 'a JOIN condition');
         }
+        // `(a JOIN b ...) AS j`: j.x is the x of either side.
+        if (isObject(body.alias)) this.addJoinAlias(body.alias);
         return;
       case 'SelectStmt':
         this.addOutputReferences(body);
@@ -741,9 +910,10 @@ class FactCollector {
           if (!isObject(clause)) continue;
           for (const item of list(clause.search_col_list ?? clause.cycle_col_list)) {
             const name = stringNode(item);
-            if (name !== null) this.addPredicate([], name);
+            if (name !== null) this.addPredicate([], name, 'a CTE SEARCH or CYCLE clause');
           }
         }
+        this.addDerived(str(body.ctename), nameStrings(body.aliascolnames), body.ctequery);
         return;
       case 'InsertStmt': {
         const qualifier = targetQualifier(body.relation);
@@ -897,19 +1067,23 @@ class FactCollector {
     if (!this.relations.has(key)) this.relations.set(key, Object.freeze({ schema, name, alias, target }));
   }
 
-  private addColumnRef(body: Json, predicate: boolean): void {
+  private addColumnRef(body: Json, frame: Frame): void {
     const parts = columnRefParts(body);
     if (parts.length === 0) return;
-    this.addColumn(parts.slice(0, -1), parts[parts.length - 1]);
-    if (predicate) this.addPredicate(parts.slice(0, -1), parts[parts.length - 1]);
+    const ref = columnRef(parts.slice(0, -1), parts[parts.length - 1]);
+    addColumnTo(this.columns, ref);
+    if (frame.predicate !== null) addColumnTo(this.predicates, { ...ref, use: frame.predicate });
+    if (frame.flow !== 'returned') addColumnTo(this.expressions, ref);
+    if (typeof frame.flow === 'object' && frame.predicate === null)
+      addColumnTo(this.failables, { ...ref, construct: frame.flow.by });
   }
 
   private addColumn(qualifier: readonly string[], name: string): void {
-    addColumnTo(this.columns, qualifier, name);
+    addColumnTo(this.columns, columnRef(qualifier, name));
   }
 
-  private addPredicate(qualifier: readonly string[], name: string): void {
-    addColumnTo(this.predicates, qualifier, name);
+  private addPredicate(qualifier: readonly string[], name: string, use: string): void {
+    addColumnTo(this.predicates, { ...columnRef(qualifier, name), use });
   }
 
   /**
@@ -919,14 +1093,19 @@ class FactCollector {
    * ways (the reference itself is already a predicate): which one PostgreSQL picks does not matter to a guard.
    */
   private addOutputReferences(select: Json): void {
-    const items: unknown[] = [];
-    for (const sortBy of list(select.sortClause)) items.push(nodeOf(sortBy, 'SortBy')?.node);
-    for (const item of groupingItems(select.groupClause)) items.push(item);
-    for (const item of list(select.distinctClause)) items.push(item);
-    if (items.length === 0) return;
-
+    const clauses: [string, unknown[]][] = [
+      ['ORDER BY', list(select.sortClause).map((sortBy) => nodeOf(sortBy, 'SortBy')?.node)],
+      ['GROUP BY', groupingItems(select.groupClause)],
+      ['DISTINCT ON', [...list(select.distinctClause)]],
+    ];
+    if (clauses.every(([, items]) => items.length === 0)) return;
     // A set operation's ORDER BY names the columns of its first branch and sorts the values of every branch.
     const branches = setOperationBranches(select).map(selectList);
+    for (const [use, items] of clauses) this.addOutputPositions(branches, items, use);
+  }
+
+  private addOutputPositions(branches: readonly SelectList[], items: readonly unknown[], use: string): void {
+    if (items.length === 0) return;
     const positionsByName = branches.length > 0 ? branches[0].positionsByName : new Map<string, Position[]>();
     // Each position once, so that the work stays linear in the statement's size.
     const positions = new Set<Position>();
@@ -943,29 +1122,66 @@ class FactCollector {
       for (const position of positions) {
         if (position === AFTER_STAR) unknownFrom = Math.max(0, branch.firstStar);
         else if (branch.firstStar >= 0 && position > branch.firstStar) unknownFrom ??= branch.firstStar;
-        else if (position <= branch.entries.length) this.addPredicatesUnder(branch.entries[position - 1]);
+        else if (position <= branch.entries.length)
+          this.addPredicatesUnder(branch.entries[position - 1], use);
       }
       if (unknownFrom === null) continue;
-      for (let i = unknownFrom; i < branch.entries.length; i++) this.addPredicatesUnder(branch.entries[i]);
+      for (let i = unknownFrom; i < branch.entries.length; i++)
+        this.addPredicatesUnder(branch.entries[i], use);
     }
   }
 
   /** Every column reference under `root`, as a predicate. */
-  private addPredicatesUnder(root: unknown): void {
-    columnRefsUnder(root, this.predicates);
+  private addPredicatesUnder(root: unknown, use: string): void {
+    for (const ref of columnRefsUnder(root)) addColumnTo(this.predicates, { ...ref, use });
+  }
+
+  /** The columns of a subquery in FROM or a CTE (`source`, renamed by `renamed` when given), from its query. */
+  private addDerived(source: string | null, renamed: readonly string[], query: unknown): void {
+    const outputs = queryOutputs(query);
+    if (outputs === null) {
+      // Not a shape read here: any name of it may carry anything under it.
+      this.derived.push({ source, name: null, refs: columnRefsUnder(query), star: null });
+      return;
+    }
+    for (const column of renameOutputs(outputs, renamed)) this.derived.push({ source, ...column });
+  }
+
+  /**
+   * `FROM patients p(a, b, c)` renames a table's first columns by position, and `FROM c x` (c a CTE) makes x a
+   * second name for c: the new names are unknown to the relation rules, so they stand for what they may rename.
+   */
+  private addRenamedRelation(body: Json, scope: CteScope | null): void {
+    const name = str(body.relname);
+    const alias = aliasName(body.alias);
+    if (name === null || alias === null) return;
+    const renamed = aliasColumns(body.alias);
+    const cte = str(body.schemaname) === null && str(body.catalogname) === null && cteVisible(scope, name);
+    if (cte) {
+      const star = columnRef([name], '*');
+      // Renamed by position: any of c's columns; otherwise x.n is c.n.
+      if (renamed.length > 0) this.derived.push({ source: alias, name: null, refs: [star], star: null });
+      else this.derived.push({ source: alias, name: null, refs: [star], star });
+      return;
+    }
+    for (const column of renamed)
+      this.derived.push({ source: alias, name: column, refs: [columnRef([alias], '*')], star: null });
+  }
+
+  /** `(a JOIN b ...) AS j`: j.n is the n of either side (renamed by position: any column of either). */
+  private addJoinAlias(alias: Json): void {
+    const source = aliasName(alias);
+    if (source === null) return;
+    const star = columnRef([], '*');
+    const renamed = aliasColumns(alias).length > 0;
+    this.derived.push({ source, name: null, refs: [star], star: renamed ? null : star });
   }
 
   private addFunction(body: Json): void {
-    const parts: string[] = [];
-    for (const part of list(body.funcname)) {
-      const s = stringNode(part);
-      if (s !== null) parts.push(s);
-    }
-    if (parts.length === 0) return;
-    const name = parts[parts.length - 1];
-    const schema = parts.length >= 2 ? parts[parts.length - 2] : null;
-    const key = JSON.stringify([schema, name]);
-    if (!this.functions.has(key)) this.functions.set(key, Object.freeze({ schema, name }));
+    const fn = functionName(body);
+    if (fn === null) return;
+    const key = JSON.stringify([fn.schema, fn.name]);
+    if (!this.functions.has(key)) this.functions.set(key, Object.freeze(fn));
   }
 
   facts(
@@ -977,14 +1193,16 @@ class FactCollector {
     outputs: ReadonlyArray<SelectOutput> | null = null,
   ): StatementFacts {
     const guard: GuardFlags = Object.freeze({ ddl: this.kinds.includes('ddl'), ...this.guard });
+    const derived = new DerivedColumns(this.derived);
     return Object.freeze({
       kind: this.kinds[0],
       kinds: Object.freeze([...this.kinds]),
       command,
       relations: Object.freeze([...this.relations.values()]),
       columns: Object.freeze([...this.columns.values()]),
-      predicateColumns: Object.freeze([...this.predicates.values()]),
-      expressionColumns: Object.freeze([...this.expressions.values()]),
+      predicateColumns: Object.freeze(derived.addBehind(this.predicates)),
+      expressionColumns: Object.freeze(derived.addBehind(this.expressions)),
+      failableColumns: Object.freeze(derived.addBehind(this.failables)),
       functions: Object.freeze([...this.functions.values()]),
       guard,
       setting,
@@ -1006,10 +1224,16 @@ function columnRefParts(body: Json): string[] {
   return parts;
 }
 
-/** Adds a column to a deduplicating map, frozen. */
-function addColumnTo(columns: Map<string, ColumnRef>, qualifier: readonly string[], name: string): void {
-  const key = JSON.stringify([qualifier, name]);
-  if (!columns.has(key)) columns.set(key, Object.freeze({ qualifier: Object.freeze([...qualifier]), name }));
+function columnRef(qualifier: readonly string[], name: string): ColumnRef {
+  return { qualifier: Object.freeze([...qualifier]), name };
+}
+
+/** Adds a column reference to a deduplicating map (the first one of a name wins), frozen; true when it was new. */
+function addColumnTo<C extends ColumnRef>(columns: Map<string, C>, ref: C): boolean {
+  const key = JSON.stringify([ref.qualifier, ref.name]);
+  if (columns.has(key)) return false;
+  columns.set(key, Object.freeze(ref));
+  return true;
 }
 
 /** A 1-based position in a select list, or AFTER_STAR: somewhere in or after a star's expansion (not in the tree). */
@@ -1052,9 +1276,9 @@ function groupingItems(groupClause: unknown): unknown[] {
   return items;
 }
 
-/** The target lists of a SELECT, or of every branch of a set operation (first branch first). */
-function setOperationBranches(select: Json): (readonly unknown[])[] {
-  const branches: (readonly unknown[])[] = [];
+/** A SELECT, or every branch of a set operation (first branch first): the SELECTs that make its rows. */
+function setOperationLeaves(select: Json): Json[] {
+  const leaves: Json[] = [];
   const stack: unknown[] = [select];
   while (stack.length > 0) {
     const s = stack.pop();
@@ -1063,9 +1287,14 @@ function setOperationBranches(select: Json): (readonly unknown[])[] {
       stack.push(s.rarg, s.larg);
       continue;
     }
-    branches.push(list(s.targetList));
+    leaves.push(s);
   }
-  return branches;
+  return leaves;
+}
+
+/** The target lists of a SELECT, or of every branch of a set operation (first branch first). */
+function setOperationBranches(select: Json): (readonly unknown[])[] {
+  return setOperationLeaves(select).map((s) => list(s.targetList));
 }
 
 /** A select list as ORDER BY, GROUP BY and DISTINCT ON see it. */
@@ -1251,8 +1480,9 @@ export function statementFactsOf(raw: unknown): StatementFacts {
   return collector.facts(command, setting, location, length, copyOut, outputs);
 }
 
-/** Adds every column reference under `root` (any depth, iteratively) to `into`. */
-function columnRefsUnder(root: unknown, into: Map<string, ColumnRef>): void {
+/** Every column reference under `root` (any depth, iteratively), each once. */
+function columnRefsUnder(root: unknown): ColumnRef[] {
+  const into = new Map<string, ColumnRef>();
   const stack: unknown[] = [root];
   while (stack.length > 0) {
     const v = stack.pop();
@@ -1264,11 +1494,36 @@ function columnRefsUnder(root: unknown, into: Map<string, ColumnRef>): void {
     const ref = nodeOf(v, 'ColumnRef');
     if (ref !== null) {
       const parts = columnRefParts(ref);
-      if (parts.length > 0) addColumnTo(into, parts.slice(0, -1), parts[parts.length - 1]);
+      if (parts.length > 0) addColumnTo(into, columnRef(parts.slice(0, -1), parts[parts.length - 1]));
       continue;
     }
     for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) stack.push(child);
   }
+  return [...into.values()];
+}
+
+/** One output column of a query, as the query that reads it by name sees it. */
+interface OutputColumn {
+  /** Its name (alias, else the name PostgreSQL gives the expression); null when that cannot be told here. */
+  readonly name: string | null;
+  /** Every column reference in its expression (of every branch, for a set operation). */
+  readonly refs: readonly ColumnRef[];
+  /** A star entry (`*`, `p.*`): a column of it named n is the column n behind the star. */
+  readonly star: ColumnRef | null;
+  /** The expression is one column reference: the column is returned as it is. */
+  readonly direct: boolean;
+}
+
+/** A select-list or RETURNING entry as an output column. */
+function outputColumn(entry: unknown): OutputColumn {
+  const val = nodeOf(entry, 'ResTarget')?.val;
+  const refs = columnRefsUnder(val);
+  return {
+    name: outputName(entry),
+    refs,
+    star: isStarTarget(entry) ? refs[0] : null,
+    direct: nodeOf(val, 'ColumnRef') !== null,
+  };
 }
 
 /**
@@ -1282,17 +1537,174 @@ function selectOutputs(body: Json): ReadonlyArray<SelectOutput> | null {
     if (outputs !== null && outputs.length !== targets.length) return null;
     const into: Array<{ refs: Map<string, ColumnRef>; direct: boolean }> =
       outputs ?? targets.map(() => ({ refs: new Map<string, ColumnRef>(), direct: true }));
-    targets.forEach((entry, i) => {
-      const val = nodeOf(entry, 'ResTarget')?.val;
-      columnRefsUnder(val, into[i].refs);
-      into[i].direct &&= nodeOf(val, 'ColumnRef') !== null;
-    });
+    for (const [i, entry] of targets.entries()) {
+      const column = outputColumn(entry);
+      if (column.star !== null) return null;
+      // The same column in several branches is one reference.
+      for (const ref of column.refs) into[i].refs.set([...ref.qualifier, ref.name].join('.'), ref);
+      into[i].direct &&= column.direct;
+    }
     outputs = into;
   }
-  if (outputs === null || outputs.some((o) => [...o.refs.values()].some((r) => r.name === '*'))) return null;
+  if (outputs === null) return null;
   return Object.freeze(
     outputs.map((o) => Object.freeze({ refs: Object.freeze([...o.refs.values()]), direct: o.direct })),
   );
+}
+
+/**
+ * The output columns of a query read by name (a subquery in FROM, a CTE: a SELECT, VALUES, a set operation, or a
+ * data-modifying statement's RETURNING), or null for any other shape.
+ */
+function queryOutputs(query: unknown): OutputColumn[] | null {
+  const select = nodeOf(query, 'SelectStmt');
+  if (select === null) {
+    for (const type of ['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']) {
+      const dml = nodeOf(query, type);
+      if (dml !== null) return list(dml.returningList).map(outputColumn);
+    }
+    return null;
+  }
+  const branches = setOperationLeaves(select).map(branchOutputs);
+  if (branches.length === 1) return branches[0];
+  // A set operation: names from the first branch, values from every branch at the same position; a star hides
+  // the positions of what follows it, so with one anywhere the columns are told apart by nothing.
+  if (branches.some((b) => b.some((c) => c.star !== null))) {
+    const refs = new Map<string, ColumnRef>();
+    for (const b of branches) for (const c of b) for (const r of c.refs) addColumnTo(refs, r);
+    return [{ name: null, refs: [...refs.values()], star: null, direct: false }];
+  }
+  return branches[0].map((first, i) => {
+    const refs = new Map<string, ColumnRef>();
+    for (const b of branches) for (const r of b[i]?.refs ?? []) addColumnTo(refs, r);
+    return { name: first.name, refs: [...refs.values()], star: null, direct: false };
+  });
+}
+
+/** The output columns of one SELECT or VALUES list (its columns named column1, column2, ...). */
+function branchOutputs(select: Json): OutputColumn[] {
+  if (select.valuesLists === undefined) return list(select.targetList).map(outputColumn);
+  const columns: { refs: Map<string, ColumnRef> }[] = [];
+  for (const row of list(select.valuesLists)) {
+    const items = list(nodeOf(row, 'List')?.items);
+    items.forEach((item, i) => {
+      columns[i] ??= { refs: new Map() };
+      for (const r of columnRefsUnder(item)) addColumnTo(columns[i].refs, r);
+    });
+  }
+  return columns.map((c, i) => ({
+    name: `column${i + 1}`,
+    refs: [...c.refs.values()],
+    star: null,
+    direct: false,
+  }));
+}
+
+/**
+ * A column alias list (`AS t(a, b)`) renames a query's columns by position. Past a star the positions are unknown:
+ * from the star on, every column may carry any of the names.
+ */
+function renameOutputs(outputs: readonly OutputColumn[], renamed: readonly string[]): OutputColumn[] {
+  if (renamed.length === 0) return [...outputs];
+  const firstStar = outputs.findIndex((c) => c.star !== null);
+  return outputs.map((c, i) => {
+    if (firstStar >= 0 && i >= firstStar) return { ...c, name: null, star: null };
+    return i < renamed.length ? { ...c, name: renamed[i] } : c;
+  });
+}
+
+/** The name of an Alias struct (`AS t`), or null. */
+function aliasName(alias: unknown): string | null {
+  return isObject(alias) ? str(alias.aliasname) : null;
+}
+
+/** The column names of an Alias struct (`AS t(a, b)`). */
+function aliasColumns(alias: unknown): string[] {
+  return isObject(alias) ? nameStrings(alias.colnames) : [];
+}
+
+/** The strings of a list of String nodes. */
+function nameStrings(v: unknown): string[] {
+  return list(v)
+    .map((n) => stringNode(n))
+    .filter((n): n is string => n !== null);
+}
+
+/** A column of a subquery or CTE in FROM, or a renamed column of a relation, by the name it is read under. */
+interface DerivedColumn extends Omit<OutputColumn, 'direct'> {
+  /** The name its row source is known by (alias, CTE name); null for a subquery without an alias. */
+  readonly source: string | null;
+}
+
+/**
+ * The derived columns of a statement, to find what a reference stands for. A reference to a column of a subquery,
+ * CTE, VALUES list or join alias (`SELECT s::int FROM (SELECT ssn AS s ...) t`) names no relation's column: it
+ * stands for the references behind that column, and those may name derived columns in turn. Names are matched
+ * across the whole statement, as relation rules match them: a name that two levels use counts for both.
+ */
+class DerivedColumns {
+  private readonly bySource = new Map<string, DerivedColumn[]>();
+  private readonly byName = new Map<string, DerivedColumn[]>();
+  /** Columns any name may reach: unnamed ones and stars. */
+  private readonly unnamed: DerivedColumn[] = [];
+
+  constructor(private readonly all: readonly DerivedColumn[]) {
+    for (const d of all) {
+      if (d.source !== null) pushTo(this.bySource, d.source, d);
+      if (d.name !== null && d.star === null) pushTo(this.byName, d.name, d);
+      else this.unnamed.push(d);
+    }
+  }
+
+  /**
+   * The references in `refs` and, transitively, every reference behind one that may name a derived column; each
+   * added one keeps what made its origin a predicate or a failable use.
+   */
+  addBehind<C extends ColumnRef>(refs: Map<string, C>): C[] {
+    if (this.all.length > 0) {
+      const pending = [...refs.values()];
+      while (pending.length > 0) {
+        const ref = pending.pop()!;
+        for (const behind of this.behind(ref)) {
+          const added = { ...ref, qualifier: behind.qualifier, name: behind.name } as C;
+          if (addColumnTo(refs, added)) pending.push(added);
+        }
+      }
+    }
+    return [...refs.values()];
+  }
+
+  /** What one reference may stand for, one level down. */
+  private behind(ref: ColumnRef): ColumnRef[] {
+    const out: ColumnRef[] = [];
+    const q = ref.qualifier;
+    if (q.length > 1) return out; // schema-qualified: a relation's column
+    if (q.length === 1) {
+      for (const d of this.bySource.get(q[0]) ?? []) columnBehind(d, ref.name, out);
+      return out;
+    }
+    if (ref.name === '*') {
+      for (const d of this.all) columnBehind(d, '*', out);
+      return out;
+    }
+    for (const d of this.byName.get(ref.name) ?? []) columnBehind(d, ref.name, out);
+    for (const d of this.unnamed) columnBehind(d, ref.name, out);
+    // A lone name that is a source's name is a whole-row reference to it.
+    for (const d of this.bySource.get(ref.name) ?? []) columnBehind(d, '*', out);
+    return out;
+  }
+}
+
+/** What column `name` (or '*': all of them) of a derived column's source may stand for, if it may be `d`. */
+function columnBehind(d: DerivedColumn, name: string, out: ColumnRef[]): void {
+  if (d.star !== null) out.push(name === '*' ? d.star : columnRef(d.star.qualifier, name));
+  else if (name === '*' || d.name === null || d.name === name) out.push(...d.refs);
+}
+
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const values = map.get(key);
+  if (values === undefined) map.set(key, [value]);
+  else values.push(value);
 }
 
 /** COPY ... TO: its format, header, other options, relation and column list. */
@@ -1329,4 +1741,297 @@ function copyOutOf(body: Json): CopyOut {
     relation: relname === null ? null : Object.freeze({ schema: str(rel!.schemaname), name: relname }),
     columns: names.length > 0 && names.every((n) => n !== null) ? Object.freeze(names as string[]) : null,
   });
+}
+
+// ---- values that may raise an error ---------------------------------------------------------------------------
+//
+// Whether a statement fails can tell something about a value it computed with, one row at a time (a WHERE on an
+// unmasked id picks the row): `1/(length(ssn)-11)` fails exactly when the SSN has 11 characters, `ssn::int` when
+// it is not a number, `substr(ssn,1,1)::int/0` tells whether the first character is a digit. So a masked column
+// may reach its output column only through "total" constructs: ones that raise no error for any value, and return
+// NULL only for a NULL input (masked output keeps NULLs, so a NULL chosen by the value would answer a guess too).
+// The list is an allow list: an operator, cast or function not in it may raise, however harmless it looks, and so
+// may a user-defined function (the analyser cannot read its body). Errors from resource limits (the 1 GB value
+// size, memory, statement_timeout) are modelled only where one call multiplies the value by a factor named in the
+// statement (repeat, a growing replace): concatenation and quoting chained many times over, or aggregated over
+// many rows, can still reach the 1 GB limit, which tells a value's length.
+
+/**
+ * The arguments of a total function that may carry any value: every one, or only some (the others decide errors
+ * of their own, e.g. `substr(x, 1, -1)`, independent of the masked value).
+ */
+type TotalArguments = (args: readonly unknown[], index: number) => boolean;
+
+const EVERY_ARGUMENT: TotalArguments = () => true;
+const FIRST_ARGUMENT: TotalArguments = (_, i) => i === 0;
+const argumentsAt =
+  (...positions: number[]): TotalArguments =>
+  (_, i) =>
+    positions.includes(i);
+
+/** `substring(x from 1 for 3)`; with a text pattern (`substring(x from '\d+')`) it matches, NULL when it does not. */
+const STRING_WITH_INTEGER_BOUNDS: TotalArguments = (args, i) =>
+  i === 0 && args.slice(1).every((a) => isObject(nodeOf(a, 'A_Const')?.ival));
+
+/** A string constant's text, or null. */
+function stringConstant(v: unknown): string | null {
+  const constant = nodeOf(v, 'A_Const');
+  return isObject(constant?.sval) ? (str(constant.sval.sval) ?? '') : null;
+}
+
+/**
+ * `replace(x, '-', ' ')`: the string searched may be any value when the search and replacement strings are
+ * constants and the replacement is no longer. A longer one grows the value by each match, and nested replacements
+ * multiply that growth past PostgreSQL's 1 GB limit ("out of memory") exactly when the value holds the character
+ * searched: `replace(replace(replace(x, '1', <1100 ones>), ...), ...)` fails when x contains a '1'.
+ */
+const NON_GROWING_REPLACE: TotalArguments = (args, i) => {
+  const [search, replacement] = [stringConstant(args[1]), stringConstant(args[2])];
+  return (
+    i === 0 &&
+    search !== null &&
+    replacement !== null &&
+    Buffer.byteLength(replacement) <= Buffer.byteLength(search)
+  );
+};
+
+/**
+ * `regexp_replace(x, '\D', '', 'g')`: removing what a constant pattern matches never grows the value; a constant
+ * pattern fails or not whatever the value. A non-empty replacement grows it by each match, as in replace.
+ */
+const REMOVING_REGEXP: TotalArguments = (args, i) =>
+  i === 0 &&
+  stringConstant(args[1]) !== null &&
+  stringConstant(args[2]) === '' &&
+  args.slice(3).every((a) => nodeOf(a, 'A_Const') !== null);
+
+/**
+ * `format('%s / %L', a, b)`: with a constant format string that converts only with %s and %L (never NULL, never
+ * failing) and takes no width from an argument, the arguments may carry any value. `%I` fails on NULL; a format
+ * string read from a column may fail on any `%` it holds.
+ */
+const FORMAT_ARGUMENTS: TotalArguments = (args, i) => {
+  if (i === 0) return false;
+  const format = stringConstant(args[0]);
+  return format !== null && /^(?:[^%]|%%|%(?:\d+\$)?-?\d*[sL])*$/.test(format);
+};
+
+/**
+ * Built-in functions (unqualified or in pg_catalog) that raise no error and return NULL only for NULL, for any
+ * value of the arguments named: case mapping, trimming, padding and slicing text, measuring it, hashing it, quoting
+ * it, and building rows, arrays and JSON from it; aggregates that only collect or count. Not here, among others:
+ * casts by function (`to_date`, `to_number`), arithmetic and sums (overflow, non-numeric input), `to_char` (a date
+ * past 294276 AD does not fit a timestamp), anything that matches a pattern (COMPARING_FUNCTIONS).
+ */
+const TOTAL_FUNCTIONS: Readonly<Record<string, TotalArguments>> = {
+  lower: FIRST_ARGUMENT,
+  upper: FIRST_ARGUMENT,
+  initcap: FIRST_ARGUMENT,
+  length: FIRST_ARGUMENT,
+  char_length: FIRST_ARGUMENT,
+  character_length: FIRST_ARGUMENT,
+  octet_length: FIRST_ARGUMENT,
+  bit_length: FIRST_ARGUMENT,
+  md5: FIRST_ARGUMENT,
+  reverse: FIRST_ARGUMENT,
+  quote_ident: FIRST_ARGUMENT,
+  quote_literal: FIRST_ARGUMENT,
+  quote_nullable: FIRST_ARGUMENT,
+  btrim: EVERY_ARGUMENT,
+  ltrim: EVERY_ARGUMENT,
+  rtrim: EVERY_ARGUMENT,
+  // A negative count or length counts from the end or yields '': never an error. Not repeat: its count multiplies
+  // the value's length, so one call fails ("requested length too large") exactly when the value is long enough.
+  left: FIRST_ARGUMENT,
+  right: FIRST_ARGUMENT,
+  lpad: argumentsAt(0, 2),
+  rpad: argumentsAt(0, 2),
+  substr: STRING_WITH_INTEGER_BOUNDS,
+  substring: STRING_WITH_INTEGER_BOUNDS,
+  overlay: argumentsAt(0, 1),
+  split_part: argumentsAt(0, 1),
+  translate: EVERY_ARGUMENT,
+  replace: NON_GROWING_REPLACE,
+  regexp_replace: REMOVING_REGEXP,
+  concat: EVERY_ARGUMENT,
+  concat_ws: EVERY_ARGUMENT,
+  format: FORMAT_ARGUMENTS,
+  to_json: FIRST_ARGUMENT,
+  to_jsonb: FIRST_ARGUMENT,
+  row_to_json: FIRST_ARGUMENT,
+  json_build_array: EVERY_ARGUMENT,
+  jsonb_build_array: EVERY_ARGUMENT,
+  // A NULL key raises an error: values only.
+  json_build_object: (_, i) => i % 2 === 1,
+  jsonb_build_object: (_, i) => i % 2 === 1,
+  count: EVERY_ARGUMENT,
+  array_agg: EVERY_ARGUMENT,
+  string_agg: EVERY_ARGUMENT,
+  json_agg: EVERY_ARGUMENT,
+  jsonb_agg: EVERY_ARGUMENT,
+  // The value carried, not the offset (`nth_value(x, 0)` fails) nor anything ordered (a predicate).
+  lag: argumentsAt(0, 2),
+  lead: argumentsAt(0, 2),
+  first_value: FIRST_ARGUMENT,
+  last_value: FIRST_ARGUMENT,
+  nth_value: FIRST_ARGUMENT,
+};
+
+/** Operators (unqualified or in pg_catalog) total in both operands: concatenation. */
+const TOTAL_OPERATORS: ReadonlySet<string> = new Set(['||']);
+
+/**
+ * Casts total for any input: to text, varchar and char(n). Every type's output function succeeds, and an explicit
+ * cast to varchar(n) or char(n) truncates or pads without an error. A cast to anything else parses its input and
+ * may fail (`ssn::int`, `ssn::bytea` on a backslash, `ssn::json`), an array type included.
+ */
+const TEXT_TYPES: ReadonlySet<string> = new Set(['text', 'varchar', 'bpchar']);
+
+/** Expression fields that hand their value on unchanged or inside a row, array or choice: never failing. */
+const TOTAL_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  CollateClause: new Set(['arg']),
+  CaseExpr: new Set(['defresult']),
+  CaseWhen: new Set(['result']),
+  CoalesceExpr: new Set(['args']),
+  RowExpr: new Set(['args']),
+  A_ArrayExpr: new Set(['elements']),
+};
+
+/**
+ * Fields that hold the rows a query returns and pass their flow on: a SELECT's outputs, the branches of a set
+ * operation, FROM (whose subqueries and functions decide for themselves), VALUES rows, the entries of a list, the
+ * WHEN branches of a CASE.
+ */
+const ROW_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  SelectStmt: new Set(['targetList', 'valuesLists', 'larg', 'rarg', 'fromClause']),
+  JoinExpr: new Set(['larg', 'rarg']),
+  ResTarget: new Set(['val']),
+  List: new Set(['items']),
+  CaseExpr: new Set(['args']),
+};
+
+/**
+ * Fields whose rows are read by name elsewhere in the statement, or are the statement's result: their outputs
+ * start as returned. A reference to a column of a subquery in FROM or a CTE is judged where it is used, standing
+ * for the references behind it (see DerivedColumns).
+ */
+const RETURNED_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  RangeSubselect: new Set(['subquery']),
+  CommonTableExpr: new Set(['ctequery']),
+  InsertStmt: new Set(['returningList']),
+  UpdateStmt: new Set(['returningList']),
+  DeleteStmt: new Set(['returningList']),
+  MergeStmt: new Set(['returningList']),
+  DeclareCursorStmt: new Set(['query']),
+  CopyStmt: new Set(['query']),
+  PrepareStmt: new Set(['query']),
+  ExplainStmt: new Set(['query']),
+  ViewStmt: new Set(['query']),
+};
+
+/**
+ * Where a value computed at a point of the tree goes. 'returned': into an output column as it is (masked there by
+ * its column's mask). 'derived': into an output column through total constructs only (the column is then redacted
+ * whole). Otherwise `by` names the innermost construct it reaches that is not known total, or the place that is
+ * not an output column (a function in FROM, a SET list): whether that raises an error depends on the value.
+ */
+type Flow = 'returned' | 'derived' | { readonly by: string };
+
+/** The flow into `field` (argument `index` of a list) of a `type` node whose own value flows as `flow`. */
+function flowInto(type: string | null, field: string, body: Json, flow: Flow, index: number): Flow {
+  if (type !== null) {
+    if (lookup(ROW_FIELDS, type)?.has(field) === true) return flow;
+    if (lookup(RETURNED_FIELDS, type)?.has(field) === true) return 'returned';
+    if (type === 'SubLink' && field === 'subselect') {
+      // A scalar subquery returns its value as it is; ARRAY(...) wraps it; EXISTS discards it; IN / ANY / ALL
+      // compare it (a predicate).
+      return body.subLinkType === 'ARRAY_SUBLINK' ? derive(flow) : flow;
+    }
+    if (isTotalField(type, field, body, index)) return derive(flow);
+  }
+  return { by: constructName(type, body) };
+}
+
+function derive(flow: Flow): Flow {
+  return flow === 'returned' ? 'derived' : flow;
+}
+
+function isTotalField(type: string, field: string, body: Json, index: number): boolean {
+  switch (type) {
+    case 'FuncCall': {
+      if (field !== 'args') return false;
+      const fn = builtinFunction(body);
+      const args = fn === null ? undefined : lookup(TOTAL_FUNCTIONS, fn);
+      return args !== undefined && args(list(body.args), index);
+    }
+    case 'A_Expr': {
+      const op = body.kind === 'AEXPR_OP' ? operatorName(body) : null;
+      return op !== null && isBuiltin(op.schema) && TOTAL_OPERATORS.has(op.name);
+    }
+    case 'TypeCast':
+      return field === 'arg' && castsToText(body.typeName);
+    case 'A_Indirection':
+      // A field of a row (`(p).ssn`) or all of them; a subscript returns NULL past the end of an array.
+      return (
+        field === 'arg' &&
+        list(body.indirection).every((i) => stringNode(i) !== null || nodeOf(i, 'A_Star') !== null)
+      );
+    default:
+      return lookup(TOTAL_FIELDS, type)?.has(field) === true;
+  }
+}
+
+/** A function's name when it is a built-in one (unqualified, or in pg_catalog), else null. */
+function builtinFunction(body: Json): string | null {
+  const fn = functionName(body);
+  return fn !== null && isBuiltin(fn.schema) ? fn.name : null;
+}
+
+function isBuiltin(schema: string | null): boolean {
+  return schema === null || schema === 'pg_catalog';
+}
+
+function castsToText(typeName: unknown): boolean {
+  if (!isObject(typeName) || typeName.arrayBounds !== undefined || typeName.pct_type === true) return false;
+  const names = list(typeName.names).map((n) => stringNode(n));
+  const name = names.at(-1);
+  const schema = names.length >= 2 ? names[names.length - 2] : null;
+  return names.length <= 2 && typeof name === 'string' && isBuiltin(schema) && TEXT_TYPES.has(name);
+}
+
+/** Node types as a refusal message names them; others by their parse-node name. */
+const CONSTRUCT_NAMES: Readonly<Record<string, string>> = {
+  RangeFunction: 'a function in FROM',
+  RangeTableFunc: 'XMLTABLE',
+  RangeTableSample: 'TABLESAMPLE',
+  JsonTable: 'JSON_TABLE',
+  A_Indirection: 'a subscript',
+  WindowDef: 'a window frame offset',
+  NamedArgExpr: 'a named argument',
+  InsertStmt: 'INSERT',
+  UpdateStmt: 'UPDATE',
+  MergeStmt: 'MERGE',
+  CallStmt: 'CALL',
+  ExecuteStmt: 'EXECUTE',
+};
+
+/** A construct a value flows into, named for a refusal message. */
+function constructName(type: string | null, body: Json): string {
+  switch (type) {
+    case null:
+      return 'a construct this version does not know';
+    case 'FuncCall':
+      return `${functionName(body)?.name ?? 'a function'}()`;
+    case 'TypeCast': {
+      const typeName = isObject(body.typeName) ? body.typeName : {};
+      const name = stringNode(list(typeName.names).at(-1)) ?? 'a type';
+      return `a cast to ${name}${typeName.arrayBounds !== undefined ? '[]' : ''}`;
+    }
+    case 'A_Expr': {
+      const op = operatorName(body);
+      return op === null ? 'an operator' : `the operator ${op.name}`;
+    }
+    default:
+      return lookup(CONSTRUCT_NAMES, type) ?? type;
+  }
 }

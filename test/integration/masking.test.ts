@@ -4,8 +4,12 @@
 // row and JSON constructors, aggregates, CTEs, subqueries, set operations, views, SQL functions, predicates,
 // EXPLAIN, COPY, statistics, errors, notices, notifications, settings). Each attempt must leave no real value of a
 // masked column anywhere the client can see it: every returned value, every error and notice field, every
-// notification and parameter report. The same statements under an unmasked role (`doctor`) return the real values,
-// and the simple cases return exactly the configured masked forms.
+// notification and parameter report. Inference is refused too: comparisons without a comparison operator (set
+// operations other than UNION ALL, DISTINCT, comparing functions, min/max) and value-dependent errors (`ssn::int`,
+// `1/(length(ssn)-11)`), which would answer a guess by which rows come back or whether the statement fails; the
+// forms that cannot (returning a column, `||`, text casts, lower, row_to_json, count, ...) still run. The same
+// statements under an unmasked role (`doctor`) return the real values, and the simple cases return exactly the
+// configured masked forms.
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -619,9 +623,11 @@ const CORPUS: readonly Attempt[] = [
   select(`select ssn::varchar as s from mk_patients ${P1}`, ['ssn']),
   select(`select ssn::text || '' as s from mk_patients ${P1}`, ['ssn']),
   select(`select cast(name as varchar(40)) as n, dob::text as d from mk_patients ${P1}`, ['name', 'dob']),
-  select(`select ssn::char(11) as s, zip::int as z from mk_patients ${P1}`, ['ssn']),
-  select(`select ssn::bytea as b from mk_patients ${P1}`, ['ssn'], 'as bytea (hex on the wire)'),
+  select(`select ssn::char(11) as s, ssn::varchar(5) as t from mk_patients ${P1}`, ['ssn']),
   select(`select ssn collate "C" as s from mk_patients ${P1}`, ['ssn']),
+  // A cast that parses its input fails on some values: whether it fails answers a guess (an error oracle).
+  refused(`select zip::int as z from mk_patients ${P1}`, 'cast to integer (fails unless all digits)'),
+  refused(`select ssn::bytea as b from mk_patients ${P1}`, 'cast to bytea (fails on a stray backslash)'),
 
   // -- concatenation and string functions
   select(`select 'x' || ssn || 'y' as s, name || '' as n from mk_patients ${P1}`, ['ssn', 'name']),
@@ -640,15 +646,22 @@ const CORPUS: readonly Attempt[] = [
     'email',
   ]),
   select(`select regexp_replace(ssn, '-', '', 'g') as a from mk_patients ${P1}`, ['ssn']),
-  select(`select regexp_match(name, '.*') as a from mk_patients ${P1}`, ['name']),
+  // NULL back means the pattern did not match: a comparison, as NULLIF is.
+  refused(`select regexp_match(name, '.*') as a from mk_patients ${P1}`, 'regexp_match (NULL when no match)'),
   select(`select translate(ssn, '-', '.') as a, replace(phone, '-', ' ') as b from mk_patients ${P1}`, [
     'ssn',
     'phone',
   ]),
-  select(`select reverse(reverse(name)) as a, repeat(diagnosis, 1) as b from mk_patients ${P1}`, [
+  select(`select reverse(reverse(name)) as a, initcap(diagnosis) as b from mk_patients ${P1}`, [
     'name',
     'diagnosis',
   ]),
+  // repeat(x, n) fails ("requested length too large") exactly when length(x) * n passes 1 GB: a length oracle.
+  refused(`select repeat(diagnosis, 1) as b from mk_patients ${P1}`, 'repeat'),
+  refused(
+    `select replace(replace(replace(ssn, '1', repeat('1', 1100)), '1', repeat('1', 1100)), '1', repeat('1', 1100)) as r from mk_patients ${P1}`,
+    'nested growing replace ("out of memory" when the value holds a 1)',
+  ),
   select(`select format('%s / %s', name, ssn) as a from mk_patients ${P1}`, ['name', 'ssn']),
   select(`select concat(ssn, '') as a, concat_ws('|', name, email) as b from mk_patients ${P1}`, [
     'ssn',
@@ -658,8 +671,13 @@ const CORPUS: readonly Attempt[] = [
   select(`select coalesce(ssn, '') as a, coalesce(name, '') as b from mk_patients ${P1}`, ['ssn', 'name']),
   // NULLIF compares: NULL back means the guess was right.
   refused(`select nullif(name, 'Margaret Holloway') as b from mk_patients ${P1}`, 'NULLIF against a guess'),
-  select(`select greatest(ssn, '') as a, least(email, 'zzz') as b from mk_patients ${P1}`, ['ssn', 'email']),
-  select(`select to_char(dob, 'YYYY-MM-DD') as a, dob + 0 as b from mk_patients ${P1}`, ['dob']),
+  refused(
+    `select greatest(ssn, '') as a, least(email, 'zzz') as b from mk_patients ${P1}`,
+    'GREATEST / LEAST',
+  ),
+  // `date + n` fails past 5874897 AD; to_char(date) casts to timestamp, which fails past 294276 AD.
+  refused(`select dob + 0 as b from mk_patients ${P1}`, 'date arithmetic (out of range for a large offset)'),
+  refused(`select to_char(dob, 'YYYY-MM-DD') as a from mk_patients ${P1}`, 'to_char of a date'),
 
   // -- row and JSON constructors, aggregates
   select(`select row(ssn, name) as r from mk_patients ${P1}`, ['ssn', 'name']),
@@ -673,7 +691,8 @@ const CORPUS: readonly Attempt[] = [
   ]),
   select(`select to_json(p.ssn) as a, to_jsonb(p) as b from mk_patients p ${P1}`, ['ssn', 'name']),
   select(`select json_build_object('s', ssn, 'n', name) as j from mk_patients ${P1}`, ['ssn', 'name']),
-  select(`select to_jsonb(p) ->> 'ssn' as s from mk_patients p ${P1}`, ['ssn'], 'JSON path out of a row'),
+  // A key lookup returns NULL when the key is absent: like `?`, it tests the document.
+  refused(`select to_jsonb(p) ->> 'ssn' as s from mk_patients p ${P1}`, 'JSON path out of a row'),
   select(
     'select id, lag(ssn) over (order by id) as prev from mk_patients',
     ['ssn'],
@@ -685,7 +704,13 @@ const CORPUS: readonly Attempt[] = [
     'name',
     'email',
   ]),
-  select('select min(ssn) as a, max(name) as b from mk_patients', []),
+  // min and max return the value that compares lowest or highest: its masked form tells which one that was.
+  refused('select min(ssn) as a, max(name) as b from mk_patients', 'min / max'),
+  select(
+    'select count(ssn) as n, count(distinct id) as ids from mk_patients',
+    [],
+    'count of a masked column',
+  ),
 
   // -- CTEs, subqueries, set operations, VALUES
   select(`with x as (select ssn as s, name as n from mk_patients ${P1}) select s, n from x`, ['ssn', 'name']),
@@ -696,13 +721,25 @@ const CORPUS: readonly Attempt[] = [
   ),
   select(`select (select ssn from mk_patients ${P1}) as s`, ['ssn'], 'scalar subquery in the select list'),
   select(`select t.s from (select name as s from mk_patients ${P1}) t`, ['name'], 'subquery in FROM'),
-  select(`select ssn from mk_patients ${P1} union select 'x'`, ['ssn']),
+  // UNION removes duplicates, INTERSECT and EXCEPT match rows: each compares its branches' columns. UNION ALL
+  // only appends, and its masked columns come back masked.
+  refused(`select ssn from mk_patients ${P1} union select 'x'`, 'UNION (compares to remove duplicates)'),
   select(`select name from mk_patients ${P1} union all select diagnosis from mk_patients ${P1}`, [
     'name',
     'diagnosis',
   ]),
-  select(`select ssn from mk_patients intersect select ssn from mk_patients ${P1}`, ['ssn']),
-  select(`select email from mk_patients ${P1} except select 'x'`, ['email']),
+  select(
+    `select ssn from mk_patients ${P1} union all select ssn from mk_patients where id = 2`,
+    ['ssn'],
+    'UNION ALL of a masked column',
+  ),
+  refused(`select ssn from mk_patients intersect select ssn from mk_patients ${P1}`),
+  refused(`select email from mk_patients ${P1} except select 'x'`),
+  select(
+    'select t.s from (select id, ssn as s from mk_patients) t where t.id = 1',
+    ['ssn'],
+    'subquery in FROM filtered on an unmasked column',
+  ),
   select(
     'select v.tag, p.ssn from (values (1, $$a$$)) v(id, tag) cross join lateral (select ssn from mk_patients where id = v.id) p',
     ['ssn'],
@@ -760,6 +797,12 @@ const CORPUS: readonly Attempt[] = [
     ['listen mk_chan', `select pg_notify('mk_chan', name) from mk_patients ${P1}`, 'select 1 as one'],
     'ok',
     ['name'],
+  ),
+  steps(
+    'laundered through LISTEN/NOTIFY from a scalar subquery',
+    ['listen mk_chan', `select pg_notify('mk_chan', (select name from mk_patients ${P1}))`],
+    'refused',
+    null,
   ),
 
   // -- cursors and SQL-level prepared statements across round trips
@@ -979,6 +1022,19 @@ const CORPUS: readonly Attempt[] = [
   refused("select id from mk_patients where id in (select id from mk_patients where email like '%example%')"),
   refused("select count(*) filter (where diagnosis ilike '%diabetes%') from mk_patients"),
   refused('select distinct on (phone) id from mk_patients'),
+  // A column of a subquery, CTE or renamed relation is the column behind it.
+  refused(
+    "select s from (select ssn as s from mk_patients) t where s like '1%'",
+    'predicate on a renamed column of a subquery',
+  ),
+  refused(
+    "with c as (select ssn from mk_patients) select 1 as one from c x where x.ssn like '1%'",
+    'predicate on a column of an aliased CTE',
+  ),
+  refused(
+    "select 1 as one from mk_patients p(a, b, c) where c like '1%'",
+    'predicate on a renamed table column',
+  ),
   refused("select id from mk_patient_view where name like 'M%'", 'predicate through a view'),
   refused('select id from mk_patient_view_2 order by ssn', 'ORDER BY through a view of a view'),
   refused(
@@ -991,6 +1047,67 @@ const CORPUS: readonly Attempt[] = [
     analyst: 'refused',
     doctorSees: null,
   },
+
+  // -- inference without a comparison operator: refused
+  refused(`select ssn from mk_patients ${P1} intersect select ${literal(FIRST.ssn)}`, 'INTERSECT a guess'),
+  refused(`select ssn from mk_patients ${P1} except select ${literal(FIRST.ssn)}`, 'EXCEPT a guess'),
+  refused(`select ssn from mk_patients ${P1} union select ${literal(FIRST.ssn)}`, 'UNION a guess'),
+  refused(`select ssn from mk_patients ${P1} intersect all select ${literal(FIRST.ssn)}`, 'INTERSECT ALL'),
+  refused(
+    `select 'x' union all (select lower(ssn) from mk_patients ${P1} intersect select ${literal(FIRST.ssn)})`,
+    'a comparing set operation nested in UNION ALL, over an expression',
+  ),
+  refused(
+    `with g as (select ssn from mk_patients intersect select ${literal(FIRST.ssn)}) select count(*) as n from g`,
+    'INTERSECT inside a CTE, counted',
+  ),
+  refused(
+    `select exists (select ssn from mk_patients ${P1} except select ${literal(FIRST.ssn)}) as differs`,
+    'EXCEPT inside a subquery',
+  ),
+  refused(
+    `select ${literal(FIRST.ssn)} in (select ssn from mk_patients) as hit`,
+    'IN (subquery) in the select list',
+  ),
+  refused('select distinct ssn from mk_patients', 'DISTINCT'),
+  refused('select count(distinct ssn) as n from mk_patients where id in (1, 2)', 'count(DISTINCT)'),
+  refused('select percentile_disc(0.5) within group (order by ssn) as m from mk_patients', 'WITHIN GROUP'),
+  refused(`select strpos(ssn, '12') as s from mk_patients ${P1}`, 'strpos'),
+  refused(`select position('45' in ssn) as s from mk_patients ${P1}`, 'position'),
+  refused(`select starts_with(ssn, '1') as s from mk_patients ${P1}`, 'starts_with'),
+  refused(`select regexp_like(ssn, '^1') as s from mk_patients ${P1}`, 'regexp_like'),
+  refused(`select greatest(ssn, '5') as s from mk_patients ${P1}`, 'greatest against a guess'),
+  refused('select min(ssn) as s from mk_patients where id in (1, 2)', 'min of two'),
+
+  // -- error oracles: a computation that fails for some values answers a guess, one row at a time
+  refused(`select 1 / (length(ssn) - 11) as r from mk_patients ${P1}`, 'division by a length'),
+  refused(`select substr(ssn, 1, 1)::int / 0 as r from mk_patients ${P1}`, 'first digit: cast, then divide'),
+  refused(`select 1 / strpos(ssn, '12') as r from mk_patients ${P1}`, 'division by a position'),
+  refused(`select to_date(ssn, 'YYYY') as r from mk_patients ${P1}`, 'to_date'),
+  refused(`select (ssn)::numeric as r from mk_patients ${P1}`, 'cast to numeric'),
+  refused(`select left(ssn, length(ssn) - 20) as r from mk_patients ${P1}`, 'arithmetic on a length'),
+  refused(`select sum(length(name)) as r from mk_patients ${P1}`, 'sum'),
+  refused(`select json_build_object(ssn, 1) as r from mk_patients ${P1}`, 'masked value as a JSON key'),
+  refused(
+    'select * from generate_series(1, length((select ssn from mk_patients where id = 1))) as g',
+    'a subquery in the arguments of a function in FROM',
+  ),
+  refused(
+    `with c as (select ssn as s from mk_patients ${P1}) select s::int as r from c`,
+    'cast of a CTE column',
+  ),
+  refused(`select t::int as r from (select ssn from mk_patients ${P1}) t`, 'cast of a subquery row'),
+  // What cannot fail still runs, masked.
+  select(
+    `select lower(ssn) as a, ssn || '' as b, ssn::text as c, length(ssn) as d from mk_patients ${P1}`,
+    ['ssn'],
+    'total expressions',
+  ),
+  select(
+    `with c as (select ssn as s from mk_patients ${P1}) select upper(s) as u, s || '' as v from c`,
+    ['ssn'],
+    'total expressions over a CTE column',
+  ),
 
   // -- side channels: refused
   refused(`explain select ssn from mk_patients where id = 1`),
@@ -1013,14 +1130,13 @@ const CORPUS: readonly Attempt[] = [
     'either',
     null,
   ),
-  simple(`select ssn::int from mk_patients ${P1}`, 'either', null, 'cast error quoting the value'),
-  simple(`select name::date from mk_patients ${P1}`, 'either', null, 'cast error quoting a name'),
-  simple(
-    `select ('x' || diagnosis)::numeric from mk_patients ${P1}`,
-    'either',
-    null,
-    'cast error quoting a diagnosis',
-  ),
+  // Casts of masked columns are refused (error oracles); a value a SQL function read still reaches a cast, and
+  // PostgreSQL's error quoting it is scrubbed.
+  refused(`select ssn::int from mk_patients ${P1}`, 'cast error quoting the value'),
+  refused(`select name::date from mk_patients ${P1}`, 'cast error quoting a name'),
+  refused(`select ('x' || diagnosis)::numeric from mk_patients ${P1}`, 'cast error quoting a diagnosis'),
+  simple('select mk_ssn_of(1)::int', 'either', null, 'cast error quoting a value a SQL function read'),
+  simple('select mk_ssn_of(1)::date', 'either', null, 'date cast error quoting a value a SQL function read'),
   simple("select mk_note(1, 'detail')", 'ok', null, 'notice with the value in DETAIL and HINT'),
   simple("select mk_note(1, 'message')", 'ok', null, 'notice with the value in its message'),
   simple("select mk_note(1, 'error')", 'either', null, 'error with the value in DETAIL and HINT'),
@@ -1181,8 +1297,8 @@ describe('PHI masking through pgwarden', () => {
     }
   });
 
-  it('has a corpus of at least 60 bypass attempts', () => {
-    expect(CORPUS.length).toBeGreaterThanOrEqual(60);
+  it('has a corpus of at least 163 bypass attempts', () => {
+    expect(CORPUS.length).toBeGreaterThanOrEqual(163);
   });
 
   describe('analyst (masked): no real value reaches the client', () => {
@@ -1224,6 +1340,22 @@ describe('PHI masking through pgwarden', () => {
     expect(text).toMatch(
       /pgwarden_masked_fields_total\{rule="roles\.analyst\.masks\[\\"public\.mk_patients\.ssn\\"\]"\} [1-9]/,
     );
+  });
+
+  it('counts refused comparisons and error oracles with the masked predicate refusals', async () => {
+    const before = await metric(proxy, 'pgwarden_masked_predicate_refusals_total');
+    const attempts = [
+      `select ssn from mk_patients ${P1} intersect select ${literal(FIRST.ssn)}`,
+      'select distinct ssn from mk_patients',
+      `select 1 / (length(ssn) - 11) as r from mk_patients ${P1}`,
+    ];
+    for (const sql of attempts) {
+      const outcome = await withSession('analyst', (s) => s.simple(sql));
+      expect(outcome.ok ? 'ran' : outcome.message).toMatch(
+        /^permission denied by pgwarden policy: masked column /,
+      );
+    }
+    expect(await metric(proxy, 'pgwarden_masked_predicate_refusals_total')).toBe(before + attempts.length);
   });
 
   describe('doctor (unmasked): the same statements return the real values', () => {
@@ -1621,9 +1753,11 @@ describe('PHI masking through pgwarden', () => {
         s.simple("select id from mk_resources where body->'identifier'->0->>'value' like '123%'"),
       );
       expect(filtered.ok ? 'ran' : filtered.code).toBe('42501');
+      // A key lookup is a test of the document (NULL when the key is absent), refused like a predicate.
       const extracted = await withSession('analyst', (s) =>
         s.simple("select body->'identifier'->0->>'value' as v from mk_resources where id = 1"),
       );
+      expect(extracted.ok ? 'ran' : extracted.code).toBe('42501');
       expect(JSON.stringify(extracted)).not.toContain('123-45-6789');
     });
   });

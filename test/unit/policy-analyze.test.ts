@@ -61,6 +61,11 @@ function predicatesOf(f: StatementFacts): string[] {
   return f.predicateColumns.map((c) => [...c.qualifier, c.name].join('.')).sort();
 }
 
+/** The failable columns, written like columnsOf. */
+function failablesOf(f: StatementFacts): string[] {
+  return f.failableColumns.map((c) => [...c.qualifier, c.name].join('.')).sort();
+}
+
 function functionsOf(f: StatementFacts): string[] {
   return f.functions.map((x) => (x.schema === null ? x.name : `${x.schema}.${x.name}`)).sort();
 }
@@ -74,8 +79,10 @@ interface Case {
   kinds: [StatementKind, ...StatementKind[]];
   relations?: string[];
   columns?: string[];
-  /** The columns that filter, order or group rows (predicateColumns). */
+  /** The columns that filter, order, group or compare (predicateColumns). */
   predicates?: string[];
+  /** The columns computed with by constructs that may fail (failableColumns); asserted only when given. */
+  failables?: string[];
   functions?: string[];
   guard?: (keyof GuardFlags)[];
   setting?: SettingChange | null;
@@ -115,7 +122,8 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['labs', 'orders o', 'patients p', 'visits v'],
     columns: ['labs.id', 'name', 'o.lab', 'p.id', 'pid', 'v.at', 'v.pid'],
-    predicates: ['labs.id', 'o.lab', 'p.id', 'pid', 'v.pid'],
+    // max() returns whichever value compares highest.
+    predicates: ['labs.id', 'o.lab', 'p.id', 'pid', 'v.at', 'v.pid'],
     functions: ['max'],
   },
   {
@@ -146,6 +154,8 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['a', 'b', 'c', 'd'],
     columns: ['id'],
+    // UNION, INTERSECT and EXCEPT (ALL or not) match rows: every output column is compared.
+    predicates: ['id'],
   },
   { sql: "VALUES (1, 'x'), (2, lower('Y'))", kinds: ['select'], functions: ['lower'] },
   {
@@ -380,7 +390,8 @@ const CASES: Case[] = [
     kinds: ['merge', 'select', 'insert'],
     relations: ['>t x', 's'],
     columns: ['*', 'x.*', 'x.id', 'y.id'],
-    predicates: ['x.id', 'y.id'],
+    // y.id is the id behind the subquery's star.
+    predicates: ['id', 'x.id', 'y.id'],
   },
 
   // ---- COPY ----
@@ -782,7 +793,7 @@ const CASES: Case[] = [
     predicates: ['diagnosis', 'ssn'],
     functions: ['sum'],
   },
-  // DISTINCT ON orders and compares; a plain DISTINCT names nothing.
+  // DISTINCT ON orders and compares; a plain DISTINCT compares every output column.
   {
     sql: 'SELECT DISTINCT ON (ssn) name FROM patients',
     kinds: ['select'],
@@ -795,6 +806,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['patients'],
     columns: ['name'],
+    predicates: ['name'],
   },
   // LIMIT / OFFSET expressions, searched to the bottom.
   {
@@ -805,13 +817,13 @@ const CASES: Case[] = [
     predicates: ['id', 'visits.code'],
     functions: ['count', 'min'],
   },
-  // Aggregate FILTER and ORDER BY; WITHIN GROUP (ORDER BY) is an ordered-set aggregate's argument (an output).
+  // Aggregate FILTER and ORDER BY; WITHIN GROUP (ORDER BY) sorts to pick the value returned, as max() does.
   {
     sql: "SELECT count(*) FILTER (WHERE ssn LIKE '9%'), array_agg(name ORDER BY dob), percentile_disc(0.5) WITHIN GROUP (ORDER BY zip) FROM patients",
     kinds: ['select'],
     relations: ['patients'],
     columns: ['dob', 'name', 'ssn', 'zip'],
-    predicates: ['dob', 'ssn'],
+    predicates: ['dob', 'ssn', 'zip'],
     functions: ['array_agg', 'count', 'percentile_disc'],
   },
   // JOIN ... ON, USING, NATURAL (its columns unnamed), LATERAL.
@@ -864,6 +876,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['archive', 'patients'],
     columns: ['ssn', 'zip'],
+    predicates: ['ssn', 'zip'],
   },
   // Where a star hides positions, from the star on counts (in a branch without one, everything).
   {
@@ -960,7 +973,7 @@ const CASES: Case[] = [
     kinds: ['select'],
     relations: ['patients p', 'visits v'],
     columns: ['dob', 'p.id', 'v.at', 'v.pid'],
-    predicates: ['p.id', 'v.at', 'v.pid'],
+    predicates: ['dob', 'p.id', 'v.at', 'v.pid'],
     functions: ['max'],
   },
   {
@@ -1004,6 +1017,276 @@ const CASES: Case[] = [
     relations: ['patients'],
     columns: ['*', 'b.name', 'name', 'ssn'],
     predicates: ['b.name', 'name', 'ssn'],
+  }, // ---- comparisons without a comparison operator: set operations, DISTINCT, comparing functions ----
+  // UNION ALL only appends; every other set operation matches rows, so the output columns of all its branches
+  // (expressions and subqueries in them too) are compared, at any depth.
+  {
+    sql: 'SELECT ssn FROM patients UNION ALL SELECT zip FROM archive',
+    kinds: ['select'],
+    relations: ['archive', 'patients'],
+    columns: ['ssn', 'zip'],
+    failables: [],
+  },
+  {
+    sql: "SELECT lower(ssn) FROM patients INTERSECT ALL SELECT '123-45-6789'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn'],
+    predicates: ['ssn'],
+    functions: ['lower'],
+  },
+  {
+    sql: "(SELECT ssn FROM patients UNION ALL SELECT zip FROM archive) EXCEPT SELECT 'x'",
+    kinds: ['select'],
+    relations: ['archive', 'patients'],
+    columns: ['ssn', 'zip'],
+    predicates: ['ssn', 'zip'],
+  },
+  {
+    sql: 'SELECT ssn FROM patients UNION ALL (SELECT zip FROM archive INTERSECT SELECT code FROM labs)',
+    kinds: ['select'],
+    relations: ['archive', 'labs', 'patients'],
+    columns: ['code', 'ssn', 'zip'],
+    predicates: ['code', 'zip'],
+  },
+  {
+    sql: "SELECT (SELECT ssn FROM patients LIMIT 1) INTERSECT SELECT 'x'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn'],
+    predicates: ['ssn'],
+  },
+  {
+    sql: "WITH g AS (SELECT name AS s FROM patients UNION SELECT 'x') SELECT s FROM g",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['name', 's'],
+    predicates: ['name'],
+  },
+  {
+    sql: "SELECT n FROM (SELECT DISTINCT name AS n FROM patients) d WHERE EXISTS (SELECT ssn FROM visits EXCEPT SELECT 'x')",
+    kinds: ['select'],
+    relations: ['patients', 'visits'],
+    columns: ['n', 'name', 'ssn'],
+    predicates: ['name', 'ssn'],
+  },
+  // The subquery of IN / ANY / ALL is compared with the tested value, in the select list too.
+  {
+    sql: "SELECT '123-45-6789' IN (SELECT ssn FROM patients), 'x' = ANY (SELECT name FROM patients), EXISTS (SELECT dob FROM patients)",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['dob', 'name', 'ssn'],
+    predicates: ['name', 'ssn'],
+  },
+  {
+    sql: 'SELECT count(DISTINCT ssn), array_agg(DISTINCT zip), count(name) FROM patients',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['name', 'ssn', 'zip'],
+    predicates: ['ssn', 'zip'],
+    functions: ['array_agg', 'count'],
+    failables: [],
+  },
+  {
+    sql: "SELECT strpos(ssn, '12'), position('1' IN name), starts_with(zip, '1'), greatest(dob, now()), least(phone, 'z'), min(email), max(id) FROM patients",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['dob', 'email', 'id', 'name', 'phone', 'ssn', 'zip'],
+    predicates: ['dob', 'email', 'id', 'name', 'phone', 'ssn', 'zip'],
+    functions: ['max', 'min', 'now', 'pg_catalog.position', 'starts_with', 'strpos'],
+  },
+  {
+    sql: "SELECT regexp_match(ssn, '^1'), regexp_count(name, 'a'), ssn ^@ '1', to_jsonb(p) ->> 'ssn' FROM patients p",
+    kinds: ['select'],
+    relations: ['patients p'],
+    columns: ['name', 'p', 'ssn'],
+    predicates: ['name', 'p', 'ssn'],
+    functions: ['regexp_count', 'regexp_match', 'to_jsonb'],
+  },
+  // A reference to a column of a subquery, CTE, VALUES list, join alias or renamed table stands for the
+  // references behind it.
+  {
+    sql: "SELECT s FROM (SELECT ssn AS s FROM patients) t WHERE s LIKE '1%'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['s', 'ssn'],
+    predicates: ['s', 'ssn'],
+  },
+  {
+    sql: "WITH c(x) AS (SELECT ssn FROM patients) SELECT 1 FROM c WHERE c.x = '1'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['c.x', 'ssn'],
+    predicates: ['c.x', 'ssn'],
+  },
+  {
+    sql: "WITH c AS (SELECT p.ssn FROM patients p) SELECT 1 FROM c x WHERE x.ssn = '1'",
+    kinds: ['select'],
+    relations: ['patients p'],
+    columns: ['p.ssn', 'x.ssn'],
+    predicates: ['c.ssn', 'p.ssn', 'x.ssn'],
+  },
+  {
+    sql: 'SELECT * FROM (SELECT * FROM patients) t WHERE t.id = 1',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['*', 't.id'],
+    predicates: ['id', 't.id'],
+  },
+  {
+    sql: "SELECT 1 FROM patients p(a, b) WHERE b = '1'",
+    kinds: ['select'],
+    relations: ['patients p'],
+    columns: ['b'],
+    predicates: ['b', 'p.*'],
+  },
+  {
+    sql: "SELECT 1 FROM (patients JOIN visits USING (id)) j WHERE j.ssn > '1'",
+    kinds: ['select'],
+    relations: ['patients', 'visits'],
+    columns: ['id', 'j.ssn'],
+    predicates: ['id', 'j.ssn', 'ssn'],
+  },
+  {
+    sql: "SELECT 1 FROM (VALUES ((SELECT ssn FROM patients LIMIT 1))) v(x) WHERE x = '1'",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['ssn', 'x'],
+    predicates: ['ssn', 'x'],
+  },
+  {
+    sql: "SELECT y FROM (SELECT name FROM patients UNION ALL SELECT ssn FROM archive) u(y) WHERE u.y = 'x'",
+    kinds: ['select'],
+    relations: ['archive', 'patients'],
+    columns: ['name', 'ssn', 'u.y', 'y'],
+    predicates: ['name', 'ssn', 'u.y'],
+  },
+  // ---- values that may raise an error (failableColumns): only total constructs lead to an output column ----
+  {
+    sql: 'SELECT 1 / (length(ssn) - 11), zip::int, substr(name, 1, 1)::int / 0 FROM patients WHERE id = 5',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['id', 'name', 'ssn', 'zip'],
+    predicates: ['id'],
+    functions: ['length', 'substr'],
+    failables: ['name', 'ssn', 'zip'],
+  },
+  {
+    sql: "SELECT to_date(ssn, 'YYYY'), (dob)::numeric, left(name, length(email) - 20), sum(length(phone)), ssn::bytea, ssn::json, zip::text[] FROM patients GROUP BY 1",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['dob', 'email', 'name', 'phone', 'ssn', 'zip'],
+    predicates: ['ssn'],
+    functions: ['left', 'length', 'sum', 'to_date'],
+    failables: ['dob', 'email', 'phone', 'ssn', 'zip'],
+  },
+  {
+    sql: "SELECT ssn, p.ssn AS x, p, (p).name, ssn || 'x', ssn::text, ssn::varchar(3), ssn::char(11), name COLLATE \"C\", lower(ssn), pg_catalog.upper(name), length(ssn), md5(ssn), concat(ssn, name), concat_ws('-', ssn), format('%s %L %%', ssn, name), row_to_json(p), to_jsonb(p), json_build_object('s', ssn), ARRAY[ssn], ROW(ssn, name), coalesce(ssn, ''), CASE WHEN id = 1 THEN ssn ELSE name END, substring(ssn FROM 1 FOR 3), left(ssn, 3), replace(ssn, '-', ' '), regexp_replace(ssn, '\\D', '', 'g'), lpad(ssn, 20, name) FROM patients p",
+    kinds: ['select'],
+    relations: ['patients p'],
+    columns: ['id', 'name', 'p', 'p.ssn', 'ssn'],
+    predicates: ['id'],
+    functions: [
+      'concat',
+      'concat_ws',
+      'format',
+      'json_build_object',
+      'left',
+      'length',
+      'lower',
+      'lpad',
+      'md5',
+      'pg_catalog.substring',
+      'pg_catalog.upper',
+      'regexp_replace',
+      'replace',
+      'row_to_json',
+      'to_jsonb',
+    ],
+    failables: [],
+  },
+  {
+    sql: "SELECT count(ssn), array_agg(ssn), string_agg(name, ','), json_agg(p), lag(ssn, 1, 'x') OVER (ORDER BY id), nth_value(ssn, 2) OVER () FROM patients p",
+    kinds: ['select'],
+    relations: ['patients p'],
+    columns: ['id', 'p', 'ssn', 'name'],
+    predicates: ['id'],
+    functions: ['array_agg', 'count', 'json_agg', 'lag', 'nth_value', 'string_agg'],
+    failables: [],
+  },
+  // An argument that is not the value a function carries may make it fail: a key, a format, an offset, a pattern.
+  {
+    sql: "SELECT json_build_object(ssn, 1), format(name), format('%I', zip), format('%*s', dob, 'x'), lag(id, length(email)) OVER (ORDER BY id), substring(phone FROM '\\d+'), regexp_replace(id::text, diagnosis, '') FROM patients",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['diagnosis', 'dob', 'email', 'id', 'name', 'phone', 'ssn', 'zip'],
+    predicates: ['id'],
+    functions: ['format', 'json_build_object', 'lag', 'length', 'pg_catalog.substring', 'regexp_replace'],
+    // id too: with a pattern that is not a constant, regexp_replace is not known total for any argument.
+    failables: ['diagnosis', 'dob', 'email', 'id', 'name', 'phone', 'ssn', 'zip'],
+  },
+  // A call that multiplies the value's size by a factor the statement chooses reaches the 1 GB limit for some
+  // values only: repeat (by length), a replacement longer than what it replaces (by content).
+  {
+    sql: "SELECT repeat(ssn, 97612894), replace(name, '1', '11'), regexp_replace(zip, '1', 'x'), replace(dob::text, '-', ''), regexp_replace(email, '@', '', 'g') FROM patients",
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['dob', 'email', 'name', 'ssn', 'zip'],
+    functions: ['regexp_replace', 'repeat', 'replace'],
+    failables: ['name', 'ssn', 'zip'],
+  },
+  // A function not known total, a user's own included, and anything schema-qualified outside pg_catalog.
+  {
+    sql: 'SELECT public.lower(ssn), mk_fn(name), pg_notify(zip, dob::text) FROM patients',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['dob', 'name', 'ssn', 'zip'],
+    functions: ['mk_fn', 'pg_notify', 'public.lower'],
+    failables: ['dob', 'name', 'ssn', 'zip'],
+  },
+  // A subquery's output flows where the subquery stands: into the division, or into a function in FROM.
+  {
+    sql: 'SELECT (SELECT ssn FROM patients LIMIT 1), length((SELECT name FROM patients LIMIT 1)) / 0',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['name', 'ssn'],
+    functions: ['length'],
+    failables: ['name'],
+  },
+  {
+    sql: 'SELECT * FROM generate_series(1, length((SELECT ssn FROM patients LIMIT 1))), patients p, unnest(ARRAY[p.name]) u',
+    kinds: ['select'],
+    relations: ['patients', 'patients p'],
+    columns: ['*', 'p.name', 'ssn'],
+    functions: ['generate_series', 'length', 'unnest'],
+    failables: ['p.name', 'ssn'],
+  },
+  {
+    sql: 'SELECT * FROM (VALUES (1 / length((SELECT ssn FROM patients LIMIT 1)), (SELECT name FROM patients LIMIT 1))) v',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['*', 'name', 'ssn'],
+    functions: ['length'],
+    failables: ['ssn'],
+  },
+  // Through a subquery, CTE or whole-row reference in FROM, to the column behind it. A lone name may also be a
+  // column of x, which is c: c.s and c.name (no such columns, judged harmless by the rules).
+  {
+    sql: 'WITH c AS (SELECT ssn FROM patients) SELECT s::int, t::text, x.ssn / 2 FROM (SELECT name AS s FROM patients) t, c x',
+    kinds: ['select'],
+    relations: ['patients'],
+    columns: ['name', 's', 'ssn', 't', 'x.ssn'],
+    failables: ['c.name', 'c.s', 'c.ssn', 'name', 's', 'ssn', 'x.ssn'],
+  },
+  // RETURNING is an output list like a select list; a predicate is judged as one, not as a failable use.
+  {
+    sql: 'DELETE FROM visits WHERE note::int > 5 RETURNING note, lower(note), code::int',
+    kinds: ['delete'],
+    relations: ['>visits'],
+    columns: ['code', 'note'],
+    predicates: ['note'],
+    functions: ['lower'],
+    failables: ['code'],
   },
 ];
 
@@ -1022,6 +1305,7 @@ describe('analyzeSql: statements to facts', () => {
       expect(relationsOf(f)).toEqual([...(c.relations ?? [])].sort());
       expect(columnsOf(f)).toEqual([...(c.columns ?? [])].sort());
       expect(predicatesOf(f)).toEqual([...(c.predicates ?? [])].sort());
+      if (c.failables !== undefined) expect(failablesOf(f)).toEqual([...c.failables].sort());
       expect(functionsOf(f)).toEqual([...(c.functions ?? [])].sort());
       expect(guardsOf(f)).toEqual([...(c.guard ?? [])].sort());
       if (c.setting !== undefined) expect(f.setting).toEqual(c.setting);
@@ -1099,6 +1383,8 @@ describe('statementFactsOf: node types a later PostgreSQL may add', () => {
     });
     expect(columnsOf(select)).toEqual(['name', 'ssn']);
     expect(predicatesOf(select)).toEqual(['ssn']);
+    // An unknown node in the select list may raise anything: what it computes with is failable.
+    expect(failablesOf(select)).toEqual(['name']);
 
     const future = statementFactsOf({
       stmt: { FutureStmt: { relation: rangeVar('patients'), whereClause: ssn, returning: [name] } },
@@ -1112,6 +1398,99 @@ describe('statementFactsOf: node types a later PostgreSQL may add', () => {
       expect(f.kind).toBe('ddl');
       expect(f.guard.ddl).toBe(true);
     }
+  });
+});
+
+describe('analyzeSql: why a column is a predicate or a failable use (for the refusal message)', () => {
+  const useOf = (sql: string, name: string) => only(sql).predicateColumns.find((c) => c.name === name)?.use;
+  const constructOf = (sql: string, name: string) =>
+    only(sql).failableColumns.find((c) => c.name === name)?.construct;
+
+  it('names the clause or construct that compares', () => {
+    expect(useOf("SELECT ssn FROM p WHERE ssn LIKE '1%'", 'ssn')).toBe('WHERE');
+    expect(useOf('SELECT ssn FROM p ORDER BY 1', 'ssn')).toBe('ORDER BY');
+    expect(useOf('SELECT lower(ssn) AS k, count(*) FROM p GROUP BY k', 'ssn')).toBe('GROUP BY');
+    expect(useOf("SELECT ssn FROM p INTERSECT SELECT '123-45-6789'", 'ssn')).toBe('INTERSECT');
+    expect(useOf("SELECT ssn FROM p EXCEPT ALL SELECT 'x'", 'ssn')).toBe('EXCEPT ALL');
+    expect(useOf("SELECT ssn FROM p UNION SELECT 'x'", 'ssn')).toBe('UNION');
+    expect(useOf('SELECT DISTINCT ssn FROM p', 'ssn')).toBe('SELECT DISTINCT');
+    expect(useOf('SELECT count(DISTINCT ssn) FROM p', 'ssn')).toBe('an aggregate DISTINCT');
+    expect(useOf("SELECT strpos(ssn, '12') FROM p", 'ssn')).toBe('strpos(), which compares its arguments');
+    expect(useOf('SELECT min(ssn) FROM p', 'ssn')).toBe('min(), which compares its arguments');
+    expect(useOf("SELECT greatest(ssn, '5') FROM p", 'ssn')).toBe('GREATEST / LEAST');
+    expect(useOf("SELECT '1' IN (SELECT ssn FROM p)", 'ssn')).toBe('IN / ANY / ALL (subquery)');
+    expect(useOf("SELECT ssn = 'x' FROM p", 'ssn')).toBe('a comparison (=)');
+    expect(useOf("SELECT ssn NOT LIKE 'x' FROM p", 'ssn')).toBe('a comparison (LIKE)');
+    expect(useOf('SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) FROM p', 'ssn')).toBe(
+      'WITHIN GROUP (ORDER BY)',
+    );
+    // Through a derived column, the use of the reference that named it.
+    expect(useOf("SELECT s FROM (SELECT ssn AS s FROM p) t WHERE s > '1'", 'ssn')).toBe('WHERE');
+  });
+
+  it('names the innermost construct a failable value reaches', () => {
+    expect(constructOf('SELECT 1 / (length(ssn) - 11) FROM p WHERE id = 5', 'ssn')).toBe('the operator -');
+    expect(constructOf('SELECT ssn::int FROM p', 'ssn')).toBe('a cast to int4');
+    expect(constructOf('SELECT ssn::text[] FROM p', 'ssn')).toBe('a cast to text[]');
+    expect(constructOf("SELECT to_date(ssn, 'YYYY') FROM p", 'ssn')).toBe('to_date()');
+    expect(constructOf('SELECT * FROM generate_series(1, length((SELECT ssn FROM p LIMIT 1)))', 'ssn')).toBe(
+      'generate_series()',
+    );
+    expect(constructOf('SELECT * FROM lower((SELECT ssn FROM p LIMIT 1))', 'ssn')).toBe('a function in FROM');
+    expect(constructOf('SELECT s::int FROM (SELECT ssn AS s FROM p) t', 'ssn')).toBe('a cast to int4');
+  });
+
+  it('counts a subquery returned as it is as no computation, and one computed with as one', () => {
+    expect(only('SELECT (SELECT ssn FROM p LIMIT 1) AS s').expressionColumns).toEqual([]);
+    expect(only('SELECT lower((SELECT ssn FROM p LIMIT 1))').expressionColumns.map((c) => c.name)).toEqual([
+      'ssn',
+    ]);
+  });
+});
+
+describe('analyzeSql: failable columns of random expressions', () => {
+  // A column wrapped in total constructs only reaches its output column without ever raising an error; one
+  // construct that is not total, anywhere on the way, makes it failable.
+  const TOTAL_WRAPPERS = [
+    (x: string) => `lower(${x})`,
+    (x: string) => `(${x} || 'a')`,
+    (x: string) => `('a' || ${x})`,
+    (x: string) => `(${x})::text`,
+    (x: string) => `CAST(${x} AS varchar(4))`,
+    (x: string) => `concat('a', ${x})`,
+    (x: string) => `coalesce(${x}, '')`,
+    (x: string) => `ROW(${x}, 1)`,
+    (x: string) => `ARRAY[${x}]`,
+    (x: string) => `json_build_object('k', ${x})`,
+    (x: string) => `format('%s-%L', ${x}, 'b')`,
+    (x: string) => `left(${x}, 3)`,
+    (x: string) => `CASE WHEN id = 1 THEN ${x} END`,
+    (x: string) => `(SELECT ${x})`,
+  ];
+  const FAILABLE_WRAPPERS = [
+    (x: string) => `(${x})::int`,
+    (x: string) => `(${x}) / 2`,
+    (x: string) => `length(${x}) - 1`,
+    (x: string) => `to_number(${x}, '9')`,
+    (x: string) => `sum(length(${x}))`,
+    (x: string) => `json_build_object(${x}, 1)`,
+    (x: string) => `format(${x})`,
+    (x: string) => `mk_fn(${x})`,
+  ];
+  const wrap = (x: string, wrappers: readonly ((x: string) => string)[]) =>
+    wrappers.reduce((inner, w) => w(inner), x);
+  const totals = fc.array(fc.constantFrom(...TOTAL_WRAPPERS), { maxLength: 6 });
+
+  it('are none through total constructs, and the column with one failable construct anywhere', () => {
+    fc.assert(
+      fc.property(totals, totals, fc.constantFrom(...FAILABLE_WRAPPERS), (inner, outer, failable) => {
+        const clean = only(`SELECT ${wrap('ssn', [...inner, ...outer])} FROM patients`);
+        expect(failablesOf(clean)).toEqual([]);
+        const tainted = only(`SELECT ${wrap('ssn', [...inner, failable, ...outer])} FROM patients`);
+        expect(failablesOf(tainted)).toEqual(['ssn']);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 

@@ -27,6 +27,7 @@ function facts(over: Partial<StatementFacts> & { kind?: StatementKind }): Statem
     columns: [],
     predicateColumns: [],
     expressionColumns: [],
+    failableColumns: [],
     functions: [],
     guard: NO_GUARD,
     setting: null,
@@ -258,7 +259,7 @@ describe('RoleSet with masks', () => {
     const where = facts({
       relations: patients,
       columns: [{ qualifier: [], name: 'ssn' }],
-      predicateColumns: [{ qualifier: [], name: 'ssn' }],
+      predicateColumns: [{ qualifier: [], name: 'ssn', use: 'WHERE' }],
     });
     expect(rs.check(where, true)?.rule).toBe('roles.*.allow_masked_predicates');
     const lax = role('lax', {
@@ -267,8 +268,54 @@ describe('RoleSet with masks', () => {
       masks: { 'public.patients.ssn': 'redact' },
     });
     expect(new RoleSet([lax], ['public']).check(where, true)).toBeNull();
-    const byId = facts({ relations: patients, predicateColumns: [{ qualifier: [], name: 'id' }] });
+    const byId = facts({
+      relations: patients,
+      predicateColumns: [{ qualifier: [], name: 'id', use: 'WHERE' }],
+    });
     expect(rs.check(byId, true)).toBeNull();
+  });
+
+  it('names the masked column and the clause or construct that compares it', () => {
+    const intersect = facts({
+      relations: patients,
+      columns: [{ qualifier: ['p'], name: 'ssn' }],
+      predicateColumns: [{ qualifier: ['p'], name: 'ssn', use: 'INTERSECT' }],
+    });
+    expect(rs.check(intersect, true)?.reason).toMatch(
+      /^masked column public\.patients\.ssn may not be used in INTERSECT: /,
+    );
+  });
+
+  it('refuses a masked column flowing into a construct that may fail, unless every masking role allows it', () => {
+    const divided = facts({
+      relations: patients,
+      columns: [{ qualifier: [], name: 'ssn' }],
+      failableColumns: [{ qualifier: [], name: 'ssn', construct: 'the operator /' }],
+    });
+    const refusal = rs.check(divided, true);
+    expect(refusal?.rule).toBe('roles.*.allow_masked_predicates');
+    expect(refusal?.reason).toMatch(
+      /^masked column public\.patients\.ssn may not flow into the operator \/: /,
+    );
+    // A whole-row reference computed with carries every masked column of the row.
+    const row = facts({
+      relations: patients,
+      failableColumns: [{ qualifier: [], name: 'p', construct: 'a cast to int4' }],
+    });
+    expect(rs.check(row, true)?.reason).toMatch(
+      /^masked column public\.patients\.\* may not flow into a cast to int4/,
+    );
+    const lax = role('lax', {
+      statements: ['select'],
+      allow_masked_predicates: true,
+      masks: { 'public.patients.ssn': 'redact' },
+    });
+    expect(new RoleSet([lax], ['public']).check(divided, true)).toBeNull();
+    const unmasked = facts({
+      relations: patients,
+      failableColumns: [{ qualifier: ['p'], name: 'id', construct: 'the operator /' }],
+    });
+    expect(rs.check(unmasked, true)).toBeNull();
   });
 
   it('refuses EXPLAIN, COPY TO and planner statistics to masked roles', () => {
