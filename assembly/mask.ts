@@ -16,14 +16,16 @@
 // Plan (little-endian u32, offsets from the start of the plan):
 //
 //   +0    columnCount, redactionOffset, redactionLength, formatCount
-//   +16   columnCount x (action, a, b, 0): PARTIAL a = keepFirst, b = keepLast; FIXED a = text offset, b = text length
+//   +16   columnCount x (action, a, b, flags): PARTIAL a = keepFirst, b = keepLast; FIXED a = text offset, b = text
+//         length; flags MASK_FLAG_NULL_ON_MISMATCH: YEAR_ONLY, MONTH_YEAR, ZIP3 and EMAIL write NULL, not the redaction
+//         text, for a value of another shape (a typed column: '***' is no date a driver could parse)
 //   ...   formatCount x (text offset, text length): the identifier formats DETECT also recognises
 //   ...   the texts
 //
 // maskLoadPlan validates a plan once (every text inside the plan, every action known) so that maskRow, which runs per
 // row, can trust it. Growing (maskReserve) drops the loaded plan: JavaScript copies it in again.
 
-export const MASK_ABI_VERSION: u32 = 2;
+export const MASK_ABI_VERSION: u32 = 3;
 
 // Action codes (MaskAction in TypeScript).
 export const MASK_ACTION_PASS: u32 = 0;
@@ -37,6 +39,9 @@ export const MASK_ACTION_EMAIL: u32 = 7;
 export const MASK_ACTION_FIXED: u32 = 8;
 export const MASK_ACTION_DETECT: u32 = 9;
 export const MASK_ACTION_COUNT: u32 = 10;
+
+/** Column flags (the plan entry's fourth word). */
+export const MASK_FLAG_NULL_ON_MISMATCH: u32 = 1;
 
 // Status codes (MaskStatus in TypeScript): maskRow returns the output length (>= 7) or one of these.
 export const MASK_OK: i32 = 0;
@@ -171,6 +176,7 @@ export function maskLoadPlan(planLength: u32): i32 {
   for (let c: u32 = 0; c < columns; c++, entry += MASK_PLAN_ENTRY_BYTES) {
     const action = load<u32>(entry);
     if (action >= MASK_ACTION_COUNT) return MASK_ERROR_BAD_PLAN;
+    if ((load<u32>(entry, 12) & ~MASK_FLAG_NULL_ON_MISMATCH) != 0) return MASK_ERROR_BAD_PLAN;
     if (action == MASK_ACTION_FIXED && !textInPlan(load<u32>(entry, 4), load<u32>(entry, 8), planLength)) {
       return MASK_ERROR_BAD_PLAN;
     }
@@ -234,6 +240,12 @@ export function maskRow(rowLength: u32, outCapacity: u32): i32 {
       continue;
     }
     const written = maskValue(action, entry, p, length, o + 4, outEnd - (o + 4));
+    if (written == WRITE_NULL) {
+      store<u32>(o, NULL_LENGTH);
+      o += 4;
+      p += length;
+      continue;
+    }
     if (written < 0) return MASK_ERROR_OUTPUT_TOO_SMALL;
     store<u32>(o, bswap<u32>(<u32>written));
     o += 4 + <usize>written;
@@ -248,7 +260,19 @@ export function maskRow(rowLength: u32, outCapacity: u32): i32 {
   return <i32>total;
 }
 
-/** Writes the masked form of one non-NULL value at dst; returns its length, or -1 when `room` bytes are too few. */
+/** What a writer returns for a value that must go out as NULL (a shape mismatch under MASK_FLAG_NULL_ON_MISMATCH). */
+const WRITE_NULL: i32 = -2;
+
+/** The value does not have the shape its action expects: the redaction text, or NULL when the column says so. */
+function mismatch(entry: usize, dst: usize, room: usize): i32 {
+  if ((load<u32>(entry, 12) & MASK_FLAG_NULL_ON_MISMATCH) != 0) return WRITE_NULL;
+  return emitRedaction(dst, room);
+}
+
+/**
+ * Writes the masked form of one non-NULL value at dst; returns its length, -1 when `room` bytes are too few, or
+ * WRITE_NULL.
+ */
 function maskValue(action: u32, entry: usize, value: usize, length: u32, dst: usize, room: usize): i32 {
   switch (action) {
     case MASK_ACTION_PASS:
@@ -256,13 +280,13 @@ function maskValue(action: u32, entry: usize, value: usize, length: u32, dst: us
     case MASK_ACTION_PARTIAL:
       return writePartial(value, length, load<u32>(entry, 4), load<u32>(entry, 8), dst, room);
     case MASK_ACTION_YEAR_ONLY:
-      return writeDate(value, length, false, dst, room);
+      return writeDate(entry, value, length, false, dst, room);
     case MASK_ACTION_MONTH_YEAR:
-      return writeDate(value, length, true, dst, room);
+      return writeDate(entry, value, length, true, dst, room);
     case MASK_ACTION_ZIP3:
-      return writeZip3(value, length, dst, room);
+      return writeZip3(entry, value, length, dst, room);
     case MASK_ACTION_EMAIL:
-      return writeEmail(value, length, dst, room);
+      return writeEmail(entry, value, length, dst, room);
     case MASK_ACTION_FIXED:
       return emit(planPtr + <usize>load<u32>(entry, 4), load<u32>(entry, 8), dst, room);
     case MASK_ACTION_DETECT:
@@ -361,9 +385,10 @@ function writePartial(value: usize, length: u32, keepFirst: u32, keepLast: u32, 
 
 /**
  * YEAR_ONLY / MONTH_YEAR: `YYYY-MM-DD` (exactly 10 bytes) -> `YYYY-01-01` / `YYYY-MM-01`; `YYYY-MM-DD HH:MM:SS` followed
- * by anything (fraction, zone) -> the same plus ` 00:00:00`; anything else -> the redaction text.
+ * by anything (fraction, zone) -> the same plus ` 00:00:00`; either with ` BC` at the end keeps it; anything else ->
+ * the redaction text (NULL under MASK_FLAG_NULL_ON_MISMATCH).
  */
-function writeDate(value: usize, length: u32, keepMonth: bool, dst: usize, room: usize): i32 {
+function writeDate(entry: usize, value: usize, length: u32, keepMonth: bool, dst: usize, room: usize): i32 {
   const end = value + length;
   const isDate =
     digitsAt(value, 4, end) &&
@@ -371,9 +396,12 @@ function writeDate(value: usize, length: u32, keepMonth: bool, dst: usize, room:
     digitsAt(value + 5, 2, end) &&
     byteAt(value + 7, end) == 0x2d &&
     digitsAt(value + 8, 2, end);
-  if (!isDate) return emitRedaction(dst, room);
+  if (!isDate) return mismatch(entry, dst, room);
+  // PostgreSQL writes an era after the value: ' BC' stays (year 44 BC is not year 44).
+  const bc =
+    length >= 13 && load<u8>(end - 3) == 0x20 && load<u8>(end - 2) == 0x42 && load<u8>(end - 1) == 0x43;
   let outLength: u32 = 10;
-  if (length != 10) {
+  if (length - (bc ? 3 : 0) != 10) {
     const isTimestamp =
       byteAt(value + 10, end) == 0x20 &&
       digitsAt(value + 11, 2, end) &&
@@ -381,10 +409,10 @@ function writeDate(value: usize, length: u32, keepMonth: bool, dst: usize, room:
       digitsAt(value + 14, 2, end) &&
       byteAt(value + 16, end) == 0x3a &&
       digitsAt(value + 17, 2, end);
-    if (!isTimestamp) return emitRedaction(dst, room);
+    if (!isTimestamp) return mismatch(entry, dst, room);
     outLength = 19;
   }
-  if (<usize>outLength > room) return -1;
+  if (<usize>outLength + (bc ? 3 : 0) > room) return -1;
   store<u32>(dst, load<u32>(value)); // YYYY
   store<u8>(dst + 4, 0x2d);
   if (keepMonth) {
@@ -409,12 +437,18 @@ function writeDate(value: usize, length: u32, keepMonth: bool, dst: usize, room:
     store<u8>(dst + 17, 0x30);
     store<u8>(dst + 18, 0x30);
   }
+  if (bc) {
+    store<u8>(dst + outLength, 0x20);
+    store<u8>(dst + outLength + 1, 0x42);
+    store<u8>(dst + outLength + 2, 0x43);
+    outLength += 3;
+  }
   return <i32>outLength;
 }
 
 /** ZIP3: five leading digits -> the first three + `**` (the rest dropped); anything else -> the redaction text. */
-function writeZip3(value: usize, length: u32, dst: usize, room: usize): i32 {
-  if (!digitsAt(value, 5, value + length)) return emitRedaction(dst, room);
+function writeZip3(entry: usize, value: usize, length: u32, dst: usize, room: usize): i32 {
+  if (!digitsAt(value, 5, value + length)) return mismatch(entry, dst, room);
   if (room < 5) return -1;
   store<u8>(dst, load<u8>(value));
   store<u8>(dst + 1, load<u8>(value + 1));
@@ -425,13 +459,13 @@ function writeZip3(value: usize, length: u32, dst: usize, room: usize): i32 {
 }
 
 /** EMAIL: `***` + everything from the last '@' on; no '@' -> the redaction text. */
-function writeEmail(value: usize, length: u32, dst: usize, room: usize): i32 {
+function writeEmail(entry: usize, value: usize, length: u32, dst: usize, room: usize): i32 {
   let at = value + length;
   while (at > value) {
     if (load<u8>(at - 1) == 0x40) break;
     at--;
   }
-  if (at == value) return emitRedaction(dst, room);
+  if (at == value) return mismatch(entry, dst, room);
   at--; // the '@'
   const domainLength = <u32>(value + length - at);
   const outLength = 3 + domainLength;

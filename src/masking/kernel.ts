@@ -17,7 +17,8 @@
 //              non-ASCII character becomes one '*' and is never kept: a byte >= 0x80 starts a character unless it is
 //              a continuation byte (10xxxxxx) right after another byte >= 0x80. '123-45-6789' (0, 4) -> '***-**-6789'.
 //   YearOnly   'YYYY-MM-DD' (exactly 10 bytes) -> 'YYYY-01-01'; 'YYYY-MM-DD HH:MM:SS' followed by anything (fraction,
-//              zone) -> 'YYYY-01-01 00:00:00'; anything else -> the redaction text (fail closed). Y, M, D, H, S: digits.
+//              zone) -> 'YYYY-01-01 00:00:00'; either ending in ' BC' keeps the era; anything else -> the redaction
+//              text (fail closed), or NULL for a column with nullOnMismatch (typed). Y, M, D, H, S: digits.
 //   MonthYear  the same with the month kept: 'YYYY-MM-01' / 'YYYY-MM-01 00:00:00'.
 //   Zip3       five leading digits -> the first three + '**' (whatever follows, e.g. a ZIP+4, dropped); anything
 //              else -> the redaction text.
@@ -34,6 +35,7 @@ import {
   MASK_PLAN_ENTRY_BYTES,
   MASK_PLAN_HEADER_BYTES,
   MaskAction,
+  MaskFlag,
   MaskStatus,
   maskLayout,
   type PgwardenExports,
@@ -44,6 +46,8 @@ export { MaskAction, MaskStatus } from '../wasm/abi.js';
 
 export interface MaskColumnPlan {
   readonly action: MaskAction;
+  /** YearOnly, MonthYear, Zip3, Email: a value of another shape becomes NULL, not the redaction text. */
+  readonly nullOnMismatch: boolean;
   /** Partial only (0 otherwise). */
   readonly keepFirst: number;
   /** Partial only (0 otherwise). */
@@ -69,6 +73,8 @@ export interface MaskPlan {
 
 export interface MaskColumnSpec {
   action: MaskAction;
+  /** YearOnly, MonthYear, Zip3, Email only: NULL for a value of another shape (typed columns: '***' is no date). */
+  nullOnMismatch?: boolean;
   keepFirst?: number;
   keepLast?: number;
   fixed?: string;
@@ -113,6 +119,14 @@ function describeStatus(status: MaskStatus): string {
 
 const MAX_KEEP = 0xffff;
 
+/** Actions that expect a shape (a date, a ZIP, an address) and fall back when a value has another. */
+const SHAPED_ACTIONS: ReadonlySet<MaskAction> = new Set([
+  MaskAction.YearOnly,
+  MaskAction.MonthYear,
+  MaskAction.Zip3,
+  MaskAction.Email,
+]);
+
 /** Builds a plan from one spec per result column; throws MaskPlanError on anything the kernel would not accept. */
 export function buildMaskPlan(
   columns: readonly MaskColumnSpec[],
@@ -146,6 +160,12 @@ export function buildMaskPlan(
     if (action !== MaskAction.Fixed && spec.fixed !== undefined) {
       throw new MaskPlanError(`column ${index}: a fixed text applies to the fixed action only`);
     }
+    const nullOnMismatch = spec.nullOnMismatch === true;
+    if (nullOnMismatch && !SHAPED_ACTIONS.has(action)) {
+      throw new MaskPlanError(
+        `column ${index}: nullOnMismatch applies to year_only, month_year, zip3 and email only`,
+      );
+    }
     if (action !== MaskAction.Pass) untouched = false;
     const keepFirst = keepCount(spec.keepFirst, index, 'keepFirst');
     const keepLast = keepCount(spec.keepLast, index, 'keepLast');
@@ -156,7 +176,7 @@ export function buildMaskPlan(
       fixed = textBytes(spec.fixed, `column ${index} fixed text`);
       growth = Math.max(growth, fixed.length);
     }
-    return Object.freeze({ action, keepFirst, keepLast, fixed });
+    return Object.freeze({ action, nullOnMismatch, keepFirst, keepLast, fixed });
   });
   return Object.freeze({
     columns: Object.freeze(planned),
@@ -217,6 +237,7 @@ export function encodeMaskPlan(plan: MaskPlan): Uint8Array {
   let entry = MASK_PLAN_HEADER_BYTES;
   for (const column of columns) {
     view.setUint32(entry, column.action, true);
+    if (column.nullOnMismatch) view.setUint32(entry + 12, MaskFlag.NullOnMismatch, true);
     if (column.action === MaskAction.Partial) {
       view.setUint32(entry + 4, column.keepFirst, true);
       view.setUint32(entry + 8, column.keepLast, true);
@@ -287,6 +308,12 @@ export function maskDataRowInto(row: Uint8Array, plan: MaskPlan, out: Uint8Array
       continue;
     }
     const written = maskValue(column, plan, row, p, p + length, out, o + 4);
+    if (written === WRITE_NULL) {
+      out[o] = out[o + 1] = out[o + 2] = out[o + 3] = 0xff;
+      o += 4;
+      p += length;
+      continue;
+    }
     if (written < 0) return MaskStatus.OutputTooSmall;
     writeUint32(out, o, written);
     o += 4 + written;
@@ -322,19 +349,21 @@ function maskValue(
   dst: number,
 ): number {
   const redaction = plan.redaction;
+  // What a value of the wrong shape gets: the redaction text, or NULL (null here) for typed columns.
+  const fallback = column.nullOnMismatch ? null : redaction;
   switch (column.action) {
     case MaskAction.Pass:
       return emit(v, start, end, out, dst);
     case MaskAction.Partial:
       return writePartial(v, start, end, column.keepFirst, column.keepLast, out, dst);
     case MaskAction.YearOnly:
-      return writeDate(v, start, end, false, redaction, out, dst);
+      return writeDate(v, start, end, false, fallback, out, dst);
     case MaskAction.MonthYear:
-      return writeDate(v, start, end, true, redaction, out, dst);
+      return writeDate(v, start, end, true, fallback, out, dst);
     case MaskAction.Zip3:
-      return writeZip3(v, start, end, redaction, out, dst);
+      return writeZip3(v, start, end, fallback, out, dst);
     case MaskAction.Email:
-      return writeEmail(v, start, end, redaction, out, dst);
+      return writeEmail(v, start, end, fallback, out, dst);
     case MaskAction.Fixed:
       return column.fixed === undefined
         ? emit(redaction, 0, redaction.length, out, dst)
@@ -345,6 +374,14 @@ function maskValue(
     default:
       return emit(redaction, 0, redaction.length, out, dst);
   }
+}
+
+/** What a writer returns for a value that goes out as NULL (a shape mismatch under nullOnMismatch). */
+const WRITE_NULL = -2;
+
+/** A value of the wrong shape: the redaction text, or NULL when there is none (nullOnMismatch). */
+function mismatch(redaction: Buffer | null, out: Uint8Array, dst: number): number {
+  return redaction === null ? WRITE_NULL : emit(redaction, 0, redaction.length, out, dst);
 }
 
 function emit(src: Uint8Array, start: number, end: number, out: Uint8Array, dst: number): number {
@@ -415,13 +452,14 @@ function writePartial(
 }
 
 const MIDNIGHT = Buffer.from(' 00:00:00', 'latin1');
+const ERA_BC = Buffer.from(' BC', 'latin1');
 
 function writeDate(
   v: Uint8Array,
   start: number,
   end: number,
   keepMonth: boolean,
-  redaction: Buffer,
+  redaction: Buffer | null,
   out: Uint8Array,
   dst: number,
 ): number {
@@ -431,9 +469,11 @@ function writeDate(
     digitsAt(v, start + 5, 2, end) &&
     byteAt(v, start + 7, end) === 0x2d &&
     digitsAt(v, start + 8, 2, end);
-  if (!isDate) return emit(redaction, 0, redaction.length, out, dst);
+  if (!isDate) return mismatch(redaction, out, dst);
+  // PostgreSQL writes an era after the value: ' BC' stays (year 44 BC is not year 44).
+  const bc = end - start >= 13 && v[end - 3] === 0x20 && v[end - 2] === 0x42 && v[end - 1] === 0x43;
   let outLength = 10;
-  if (end - start !== 10) {
+  if (end - start - (bc ? 3 : 0) !== 10) {
     const isTimestamp =
       byteAt(v, start + 10, end) === 0x20 &&
       digitsAt(v, start + 11, 2, end) &&
@@ -441,10 +481,10 @@ function writeDate(
       digitsAt(v, start + 14, 2, end) &&
       byteAt(v, start + 16, end) === 0x3a &&
       digitsAt(v, start + 17, 2, end);
-    if (!isTimestamp) return emit(redaction, 0, redaction.length, out, dst);
+    if (!isTimestamp) return mismatch(redaction, out, dst);
     outLength = 19;
   }
-  if (outLength > out.length - dst) return -1;
+  if (outLength + (bc ? 3 : 0) > out.length - dst) return -1;
   out.set(v.subarray(start, start + 5), dst); // YYYY-
   out[dst + 5] = keepMonth ? v[start + 5] : 0x30;
   out[dst + 6] = keepMonth ? v[start + 6] : 0x31;
@@ -452,6 +492,10 @@ function writeDate(
   out[dst + 8] = 0x30;
   out[dst + 9] = 0x31;
   if (outLength === 19) out.set(MIDNIGHT, dst + 10);
+  if (bc) {
+    out.set(ERA_BC, dst + outLength);
+    outLength += 3;
+  }
   return outLength;
 }
 
@@ -459,11 +503,11 @@ function writeZip3(
   v: Uint8Array,
   start: number,
   end: number,
-  redaction: Buffer,
+  redaction: Buffer | null,
   out: Uint8Array,
   dst: number,
 ): number {
-  if (!digitsAt(v, start, 5, end)) return emit(redaction, 0, redaction.length, out, dst);
+  if (!digitsAt(v, start, 5, end)) return mismatch(redaction, out, dst);
   if (out.length - dst < 5) return -1;
   out[dst] = v[start];
   out[dst + 1] = v[start + 1];
@@ -477,12 +521,12 @@ function writeEmail(
   v: Uint8Array,
   start: number,
   end: number,
-  redaction: Buffer,
+  redaction: Buffer | null,
   out: Uint8Array,
   dst: number,
 ): number {
   const at = v.subarray(start, end).lastIndexOf(0x40);
-  if (at < 0) return emit(redaction, 0, redaction.length, out, dst);
+  if (at < 0) return mismatch(redaction, out, dst);
   const domainLength = end - start - at;
   const outLength = 3 + domainLength;
   if (outLength > out.length - dst) return -1;

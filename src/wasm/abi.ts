@@ -30,7 +30,8 @@
 // Encoded plan, little-endian u32, offsets from the plan's start:
 //
 //   +0         columnCount, redactionOffset, redactionLength, formatCount
-//   +16        columnCount x (action, a, b, 0): PARTIAL a = keepFirst, b = keepLast; FIXED a = text offset, b = length
+//   +16        columnCount x (action, a, b, flags): PARTIAL a = keepFirst, b = keepLast; FIXED a = text offset, b =
+//              length; flags MaskFlag.NullOnMismatch: a shaped action (year_only, ...) writes NULL for another shape
 //   then       formatCount x (text offset, length): the identifier formats of DETECT
 //   then       the texts (redaction, fixed replacements, formats), each at most MASK_MAX_TEXT_BYTES
 //
@@ -87,7 +88,7 @@ export function framerLayout(base: number, chunkCapacity: number): FramerLayout 
 }
 
 /** Bumped whenever the masking exports, codes or layout change; the loader refuses a module built for another. */
-export const MASK_ABI_VERSION = 2;
+export const MASK_ABI_VERSION = 3;
 
 /** What the masking kernel does to one column (MASK_ACTION_* in assembly/mask.ts). */
 export const MaskAction = {
@@ -104,6 +105,9 @@ export const MaskAction = {
 } as const;
 export type MaskAction = (typeof MaskAction)[keyof typeof MaskAction];
 export const MASK_ACTION_COUNT = 10;
+
+/** Column flags, the plan entry's fourth word (MASK_FLAG_* in assembly/mask.ts). */
+export const MaskFlag = { NullOnMismatch: 1 } as const;
 
 /** maskRow returns the masked row's length or one of these (negative) statuses; maskLoadPlan returns Ok or BadPlan. */
 export const MaskStatus = {
@@ -194,6 +198,7 @@ export interface PgwardenExports {
   readonly MASK_ACTION_FIXED: WasmGlobal;
   readonly MASK_ACTION_DETECT: WasmGlobal;
   readonly MASK_ACTION_COUNT: WasmGlobal;
+  readonly MASK_FLAG_NULL_ON_MISMATCH: WasmGlobal;
   readonly MASK_OK: WasmGlobal;
   readonly MASK_ERROR_MALFORMED_ROW: WasmGlobal;
   readonly MASK_ERROR_COLUMN_COUNT: WasmGlobal;
@@ -245,6 +250,7 @@ export const MASK_ABI_CONSTANTS: ReadonlyArray<readonly [keyof PgwardenExports, 
   ['MASK_ACTION_FIXED', MaskAction.Fixed],
   ['MASK_ACTION_DETECT', MaskAction.Detect],
   ['MASK_ACTION_COUNT', MASK_ACTION_COUNT],
+  ['MASK_FLAG_NULL_ON_MISMATCH', MaskFlag.NullOnMismatch],
   ['MASK_OK', MaskStatus.Ok],
   ['MASK_ERROR_MALFORMED_ROW', MaskStatus.MalformedRow],
   ['MASK_ERROR_COLUMN_COUNT', MaskStatus.ColumnCount],

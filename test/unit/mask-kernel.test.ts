@@ -171,12 +171,17 @@ describe('known answers per action', () => {
     expect(maskOne(year, '1987-06-15 13:45:12')).toBe('1987-01-01 00:00:00');
     expect(maskOne(year, '1987-06-15 13:45:12.123456+02')).toBe('1987-01-01 00:00:00');
     expect(maskOne(year, '1987-06-15 13:45:12-05:30')).toBe('1987-01-01 00:00:00');
+    // The era stays: 44 BC is not 44 AD.
+    expect(maskOne(year, '0044-03-15 BC')).toBe('0044-01-01 BC');
+    expect(maskOne(year, '0044-03-15 10:00:00.5 BC')).toBe('0044-01-01 00:00:00 BC');
+    expect(maskOne({ action: A.MonthYear }, '0044-03-15 BC')).toBe('0044-03-01 BC');
     for (const bad of [
       'June 1987',
       '1987-06',
       '1987-06-1',
       '1987-06-15T13:45:12',
-      '1987-06-15 BC',
+      '1987-06-15 B',
+      '1987-06-15 BCE',
       '87-06-15',
     ]) {
       expect([bad, maskOne(year, bad)]).toEqual([bad, '***']);
@@ -186,6 +191,13 @@ describe('known answers per action', () => {
     expect(maskOne(year, '')).toBe('***');
     expect(maskOne(year, '１９８７-06-15')).toBe('***');
     expect(maskOne(year, null)).toBeNull();
+    // Typed columns (a date in text format) get NULL instead of a text no driver parses as a date.
+    const typed = { action: A.YearOnly, nullOnMismatch: true };
+    expect(maskOne(typed, '07/02/1984')).toBeNull();
+    expect(maskOne(typed, 'infinity')).toBeNull();
+    expect(maskOne(typed, '1984-07-02')).toBe('1984-01-01');
+    expect(maskOne({ action: A.Zip3, nullOnMismatch: true }, 'abc')).toBeNull();
+    expect(maskOne({ action: A.Email, nullOnMismatch: true }, 'nobody')).toBeNull();
   });
 
   it('month_year keeps the month', () => {
@@ -595,6 +607,8 @@ describe('plans', () => {
       [[{ action: A.Fixed, fixed: 'x'.repeat(1025) }]],
       [[{ action: A.Redact }], 'é'.repeat(513)],
       [Array.from({ length: 0x8000 }, () => ({ action: A.Pass }))],
+      [[{ action: A.Redact, nullOnMismatch: true }]],
+      [[{ action: A.Partial, nullOnMismatch: true }]],
     ];
     for (const [columns, redaction] of bad) {
       expect(() => buildMaskPlan(columns, redaction)).toThrow(MaskPlanError);
@@ -671,6 +685,8 @@ const valueArb: fc.Arbitrary<Value> = fc.oneof(
     arbitrary: fc.constantFrom(
       '1987-06-15',
       '1987-06-15 13:45:12.123+02',
+      '0044-03-15 BC',
+      '0044-03-15 10:00:00 BC',
       '90210-1234',
       'jane@example.com',
       '123-45-6789',
@@ -689,6 +705,10 @@ const specArb: fc.Arbitrary<MaskColumnSpec> = fc.oneof(
     { action: A.Zip3 },
     { action: A.Email },
     { action: A.Detect },
+    { action: A.YearOnly, nullOnMismatch: true },
+    { action: A.MonthYear, nullOnMismatch: true },
+    { action: A.Zip3, nullOnMismatch: true },
+    { action: A.Email, nullOnMismatch: true },
   ),
   fc
     .record({ keepFirst: fc.nat({ max: 6 }), keepLast: fc.nat({ max: 6 }) })
@@ -743,8 +763,18 @@ describe('properties: WASM == TypeScript', () => {
         expect(values.length).toBe(c.columns.length);
         const input = readDataRow(row);
         values.forEach((value, i) => {
-          // NULL in, NULL out, whatever the action; Null and nothing else makes NULL of a value.
-          expect(value === null).toBe(input[i] === null || plan.columns[i].action === A.Null);
+          // NULL in, NULL out, whatever the action; Null makes NULL of a value, and so does a shaped action with
+          // nullOnMismatch for a value of another shape (which the redaction would otherwise replace).
+          const column = plan.columns[i];
+          if (input[i] === null || column.action === A.Null) expect(value).toBeNull();
+          else if (!column.nullOnMismatch) expect(value).not.toBeNull();
+          else if (value === null) {
+            const asRedacted = maskDataRowTs(
+              dataRow([input[i]]),
+              buildMaskPlan([{ action: column.action }], '\u0000'),
+            );
+            expect(readDataRow(asRedacted)[0]?.toString()).toBe('\u0000');
+          }
         });
       }),
       RUNS,
