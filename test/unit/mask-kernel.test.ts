@@ -718,7 +718,7 @@ const specArb: fc.Arbitrary<MaskColumnSpec> = fc.oneof(
 
 // Identifier formats as configured: '#' digits and '@' letters among literal characters.
 const formatArb = fc
-  .array(fc.constantFrom(...'###@@MRN-AB'.split('')), { minLength: 1, maxLength: 10 })
+  .array(fc.constantFrom(...'###@@MRN-AB(.'.split('')), { minLength: 1, maxLength: 10 })
   .map((chars) => chars.join(''));
 
 const caseArb = fc.record({
