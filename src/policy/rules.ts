@@ -182,7 +182,12 @@ export interface MaskedViewColumn {
 
 const NO_VIEWS: readonly MaskedViewColumn[] = [];
 const ALL_COLUMNS = new Globs(['*']);
-const WRITE_KINDS: readonly StatementKind[] = ['insert', 'update', 'delete', 'merge', 'copy_in'];
+/**
+ * Statements that may not read a masked column for a masked role: the value would be copied where it is not masked
+ * (INSERT ... SELECT ssn, SELECT ssn INTO t, CREATE TABLE t AS ...), or DDL would evaluate it (a CHECK constraint or
+ * an expression index on ssn fails, or not, on the real values: an oracle).
+ */
+const WRITE_KINDS: readonly StatementKind[] = ['insert', 'update', 'delete', 'merge', 'copy_in', 'ddl'];
 
 /** Planner statistics hold column values (most common values, histograms). */
 const STATISTICS_RELATIONS: ReadonlySet<string> = new Set([

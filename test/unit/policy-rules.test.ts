@@ -318,6 +318,32 @@ describe('RoleSet with masks', () => {
     expect(rs.check(unmasked, true)).toBeNull();
   });
 
+  it('refuses writes and DDL that read a masked column: they would copy or evaluate the real value', () => {
+    const writer = new RoleSet(
+      [
+        role('writer', {
+          statements: ['select', 'insert', 'ddl'],
+          masks: { 'public.patients.ssn': 'redact' },
+        }),
+      ],
+      ['public'],
+    );
+    const ssn = [{ qualifier: [], name: 'ssn' }];
+    const selectInto = facts({ kind: 'ddl', kinds: ['ddl', 'select'], relations: patients, columns: ssn });
+    expect(writer.check(selectInto, true)?.reason).toMatch(/may not read masked columns/);
+    const checkConstraint = facts({ kind: 'ddl', relations: patients, columns: ssn });
+    expect(writer.check(checkConstraint, true)?.reason).toMatch(/may not read masked columns/);
+    const insertSelect = facts({
+      kind: 'insert',
+      kinds: ['insert', 'select'],
+      relations: patients,
+      columns: ssn,
+    });
+    expect(writer.check(insertSelect, true)?.reason).toMatch(/may not read masked columns/);
+    // DDL that reads no masked column is the role's to run.
+    expect(writer.check(facts({ kind: 'ddl', relations: [rel('notes')] }), true)).toBeNull();
+  });
+
   it('refuses EXPLAIN, COPY TO and planner statistics to masked roles', () => {
     expect(rs.check(facts({ kind: 'utility', command: 'ExplainStmt' }), true)?.reason).toMatch(/EXPLAIN/);
     expect(rs.check(facts({ kind: 'copy_out', relations: patients }), true)?.reason).toMatch(/COPY TO/);
