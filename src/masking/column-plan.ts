@@ -31,12 +31,12 @@ export const REDACT: MaskRule = {
   source: 'unknown origin',
 };
 
-/** Binary values a content detector can judge without decoding: types that cannot hold an identifier's text. */
+/**
+ * Binary values that cannot hold an identifier: bool only. An int2 holds a 5-digit ZIP (up to 32767) and a float8 a
+ * 10-digit phone number; their codecs print them for the detectors like any other typed value.
+ */
 const BINARY_CLEAN_TYPES: ReadonlySet<number> = new Set([
   16, // bool
-  21, // int2
-  700, // float4
-  701, // float8
 ]);
 
 export interface PlanContext {

@@ -229,7 +229,18 @@ describe('column plans', () => {
     expect(plan([{ name: 'lower', table: 0, attnum: 0 }], true)[0]).toEqual({ kind: 'mask', rule: REDACT });
     // binary expressions: types that cannot carry an identifier's text pass, types a codec reads are detected,
     // other types become NULL
-    expect(plan([{ name: 'n', table: 0, attnum: 0, type: 21, format: 1 }])[0].kind).toBe('pass');
+    expect(plan([{ name: 'b', table: 0, attnum: 0, type: 16, format: 1 }])[0].kind).toBe('pass');
+    // an int2 holds a ZIP, a float8 a phone number: read and detected like other typed values
+    expect(plan([{ name: 'n', table: 0, attnum: 0, type: 21, format: 1 }])[0]).toEqual({
+      kind: 'detect',
+      type: 'int2',
+      format: 1,
+    });
+    expect(plan([{ name: 'f', table: 0, attnum: 0, type: 701, format: 1 }])[0]).toEqual({
+      kind: 'detect',
+      type: 'float8',
+      format: 1,
+    });
     expect(plan([{ name: 'n', table: 0, attnum: 0, type: 20, format: 1 }])[0]).toEqual({
       kind: 'detect',
       type: 'int8',
