@@ -1,6 +1,8 @@
 // Micro-benchmark: framing MB/s of backend DataRow streams, WASM scanner vs TypeScript twin vs a plain Buffer.copy.
 import { pathToFileURL } from 'node:url';
 import { createFramer, WasmFramer, type Framer, type FramerOptions } from '../../src/protocol/framing.js';
+import { measureMbPerSec } from '../lib/throughput.js';
+import { median } from '../lib/stats.js';
 
 export interface FramingBenchResult {
   rows: Array<{ name: string; mbPerSec: number }>;
@@ -89,33 +91,6 @@ function makePass(contender: Contender, scenario: Scenario): () => number {
   };
 }
 
-// This machine's cores are shared: a contender's rate is its bytes over the CPU time of this thread (what it costs),
-// not over wall time, which would also count the slices other processes took. Wall time only bounds each sample.
-const threadMs = (): number => {
-  const { user, system } = process.threadCpuUsage();
-  return (user + system) / 1000;
-};
-
-/** MB/s of passes repeated for about `budgetMs` of wall time. */
-function measure(pass: () => number, bytes: number, budgetMs: number): { mbPerSec: number; sink: number } {
-  let passes = 0;
-  let sink = 0;
-  const wallStart = performance.now();
-  const cpuStart = threadMs();
-  do {
-    sink += pass();
-    passes++;
-  } while (performance.now() - wallStart < budgetMs);
-  const cpuMs = Math.max(threadMs() - cpuStart, 1e-3);
-  return { mbPerSec: (bytes * passes) / 1e6 / (cpuMs / 1e3), sink };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 /**
  * Measures every contender on every scenario in interleaved rounds and reports medians. `seconds` is the time spent
  * on each scenario (all contenders together), default 2.
@@ -140,7 +115,7 @@ export async function runFramingBench(opts?: { seconds?: number }): Promise<Fram
     for (let round = 0; round <= ROUNDS; round++) {
       for (let k = 0; k < CONTENDERS.length; k++) {
         const i = (k + round) % CONTENDERS.length;
-        const { mbPerSec, sink: s } = measure(passes[i], scenario.bytes, budgetMs);
+        const { mbPerSec, sink: s } = measureMbPerSec(passes[i], scenario.bytes, budgetMs);
         sink += s;
         if (round > 0) samples[i].push(mbPerSec);
       }

@@ -1,6 +1,8 @@
 // Micro-benchmark: MB/s of masking a stream of DataRows, WASM kernel vs TypeScript twin vs plain copies of the rows.
 import { pathToFileURL } from 'node:url';
 import { buildMaskPlan, createRowMasker, MaskAction, type MaskPlan } from '../../src/masking/kernel.js';
+import { measureMbPerSec } from '../lib/throughput.js';
+import { median } from '../lib/stats.js';
 
 export interface MaskKernelBenchResult {
   rows: Array<{ name: string; mbPerSec: number }>;
@@ -129,31 +131,6 @@ function rowStream(): { rows: Buffer[]; bytes: number } {
   return { rows, bytes: stream.length };
 }
 
-// As in bench/micro/framing.ts: a rate is bytes over the CPU time of this thread, on a machine whose cores are shared.
-const threadMs = (): number => {
-  const { user, system } = process.threadCpuUsage();
-  return (user + system) / 1000;
-};
-
-function measure(pass: () => number, bytes: number, budgetMs: number): { mbPerSec: number; sink: number } {
-  let passes = 0;
-  let sink = 0;
-  const wallStart = performance.now();
-  const cpuStart = threadMs();
-  do {
-    sink += pass();
-    passes++;
-  } while (performance.now() - wallStart < budgetMs);
-  const cpuMs = Math.max(threadMs() - cpuStart, 1e-3);
-  return { mbPerSec: (bytes * passes) / 1e6 / (cpuMs / 1e3), sink };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 /** Measures every contender on every plan in interleaved rounds for about `seconds` (default 2); reports medians. */
 export async function runMaskKernelBench(opts?: { seconds?: number }): Promise<MaskKernelBenchResult> {
   const seconds = opts?.seconds ?? 2;
@@ -213,7 +190,7 @@ async function measurePlan(
   for (let round = 0; round <= ROUNDS; round++) {
     for (let k = 0; k < CONTENDERS.length; k++) {
       const i = (k + round) % CONTENDERS.length;
-      const { mbPerSec, sink: s } = measure(passes[i], bytes, budgetMs);
+      const { mbPerSec, sink: s } = measureMbPerSec(passes[i], bytes, budgetMs);
       sink += s;
       if (round > 0) samples[i].push(mbPerSec);
     }
