@@ -6,6 +6,7 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { readFileSync } from 'node:fs';
 import { generateScramVerifier } from '../../src/auth/scram-verifier.js';
+import { STATEMENT_KINDS } from '../../src/config/schema.js';
 import { startPgwarden, type PgwardenProcess, type StartPgwardenOptions } from '../harness/pgwarden.js';
 import { verifiedTls } from './wire.js';
 
@@ -57,23 +58,7 @@ export function baseConfig(overrides: ConfigOverrides = {}): Record<string, unkn
 }
 
 /** A role that may run anything: what the core tests need from the policy layer. */
-export const ADMIN_ROLE = {
-  admin: true,
-  statements: [
-    'select',
-    'insert',
-    'update',
-    'delete',
-    'merge',
-    'copy_in',
-    'copy_out',
-    'ddl',
-    'call',
-    'set',
-    'transaction',
-    'utility',
-  ],
-};
+export const ADMIN_ROLE = { admin: true, statements: [...STATEMENT_KINDS] };
 
 /** node-postgres straight to the harness PostgreSQL as the upstream account `app`, which owns `ehr`. */
 export async function directClient(): Promise<pg.Client> {
