@@ -40,29 +40,14 @@ function rowDescription(
   return tagged('T', Buffer.concat(parts));
 }
 
+/** A DataRow of text values (NULL for null). */
 function dataRow(values: Array<string | null>): Buffer {
-  const parts: Buffer[] = [Buffer.alloc(2)];
-  parts[0].writeInt16BE(values.length);
-  for (const v of values) {
-    const len = Buffer.alloc(4);
-    if (v === null) len.writeInt32BE(-1);
-    else len.writeInt32BE(Buffer.byteLength(v));
-    parts.push(len, ...(v === null ? [] : [Buffer.from(v)]));
-  }
-  return tagged('D', Buffer.concat(parts));
+  return writer.dataRow(values.map((v) => (v === null ? null : Buffer.from(v))));
 }
 
+/** A DataRow's values as text (null for NULL). */
 function rowValues(row: Buffer): Array<string | null> {
-  const n = row.readInt16BE(5);
-  const out: Array<string | null> = [];
-  let at = 7;
-  for (let i = 0; i < n; i++) {
-    const len = row.readInt32BE(at);
-    at += 4;
-    out.push(len < 0 ? null : row.toString('utf8', at, at + len));
-    at += Math.max(0, len);
-  }
-  return out;
+  return decodeDataRow(row).map((v) => (v === null ? null : v.toString('utf8')));
 }
 
 const PATIENTS = 16400;
