@@ -155,8 +155,9 @@ export class FileSink implements AuditSink {
   /** Writes batches until nobody waits. `force`: write what is queued even if nobody waits (a retry, close). */
   private async pump(force: boolean): Promise<void> {
     try {
+      // A forced run (a retry, close) writes until the queue is empty: records accepted while a retry was in
+      // flight are written after it, not left for a sync() that may never come.
       while (this.waiting !== null || (force && this.queue.length > 0)) {
-        force = false;
         const batch = this.waiting;
         this.waiting = null;
         const entries = this.queue;
@@ -167,7 +168,8 @@ export class FileSink implements AuditSink {
           this.fail(e, batch);
           return;
         }
-        if (this.failure !== null) {
+        // Recovered once what was accepted while failing is written too, not when the first retry lands.
+        if (this.failure !== null && !(force && this.queue.length > 0)) {
           this.failure = null;
           this.o.listener.onRecovery(this);
         }
