@@ -7,15 +7,12 @@ import { join } from 'node:path';
 import { describeError, log } from '../../core/log.js';
 import {
   AuditUnavailableError,
-  deferred,
   errorReason,
   realIo,
   type AuditIo,
-  type AuditSink,
-  type Deferred,
-  type SinkCounters,
   type SinkListener,
 } from '../durability.js';
+import { GroupCommitSink } from './group-commit.js';
 
 export interface FileSinkOptions {
   dir: string;
@@ -54,25 +51,12 @@ export function auditFileName(stream: string, firstSeq: number): string {
 
 const RUN_FILE = new RegExp(`^(\\d+)-(\\d{${SEQ_DIGITS}})\\.jsonl$`);
 
-export class FileSink implements AuditSink {
+export class FileSink extends GroupCommitSink<Entry> {
   readonly kind = 'file';
-  failure: string | null = null;
-  backlogBytes = 0;
-  readonly counters: SinkCounters = { batches: 0, syncs: 0, bytes: 0, errors: 0 };
   /** Files this sink created. */
   filesCreated = 0;
 
   private readonly io: AuditIo;
-  private queue: Entry[] = [];
-  /** The promise of the next batch: every sync() until that batch starts shares it. */
-  private waiting: Deferred | null = null;
-  /** The pump loop is active (cleared synchronously when it stops, unlike `pumping`'s settlement). */
-  private running = false;
-  /** The last pump loop, for close() to wait on. */
-  private pumping: Promise<void> = Promise.resolve();
-  private scheduled = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private closing = false;
 
   private fd: number | null = null;
   private path: string | null = null;
@@ -87,6 +71,7 @@ export class FileSink implements AuditSink {
   private dirSyncPending = false;
 
   constructor(private readonly o: FileSinkOptions) {
+    super(o.retryIntervalMs, o.listener);
     this.io = o.io ?? realIo;
   }
 
@@ -104,30 +89,8 @@ export class FileSink implements AuditSink {
     this.queue.push(new Rotation(firstSeq));
   }
 
-  sync(): Promise<void> {
-    if (this.failure !== null) return Promise.reject(new AuditUnavailableError(this.failure));
-    if (this.waiting === null) {
-      this.waiting = deferred();
-      // A rejected batch nobody awaits must not become an unhandled rejection (that would end the worker).
-      this.waiting.promise.catch(noop);
-      // The batch starts after this event-loop turn: every record appended in the turn joins it.
-      if (!this.running && !this.scheduled) {
-        this.scheduled = true;
-        setImmediate(this.kick);
-      }
-    }
-    return this.waiting.promise;
-  }
-
   async close(): Promise<void> {
-    this.closing = true;
-    if (this.retryTimer !== null) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
-    while (this.running) await this.pumping;
-    // One last attempt, even when failing: a disk that came back since the last retry still takes the records.
-    if (this.queue.length > 0 || this.waiting !== null) await this.run(true);
+    await this.drain();
     const unwritten = this.queue.filter((e) => typeof e === 'string').length;
     if (this.fd !== null) {
       const fd = this.fd;
@@ -141,71 +104,12 @@ export class FileSink implements AuditSink {
     }
   }
 
-  private readonly kick = (): void => {
-    this.scheduled = false;
-    if (!this.running && this.failure === null) void this.run(false);
-  };
-
-  private run(force: boolean): Promise<void> {
-    this.running = true;
-    this.pumping = this.pump(force);
-    return this.pumping;
-  }
-
-  /** Writes batches until nobody waits. `force`: write what is queued even if nobody waits (a retry, close). */
-  private async pump(force: boolean): Promise<void> {
-    try {
-      // A forced run (a retry, close) writes until the queue is empty: records accepted while a retry was in
-      // flight are written after it, not left for a sync() that may never come.
-      while (this.waiting !== null || (force && this.queue.length > 0)) {
-        const batch = this.waiting;
-        this.waiting = null;
-        const entries = this.queue;
-        this.queue = [];
-        try {
-          await this.writeEntries(entries);
-        } catch (e) {
-          this.fail(e, batch);
-          return;
-        }
-        // Recovered once what was accepted while failing is written too, not when the first retry lands.
-        if (this.failure !== null && !(force && this.queue.length > 0)) {
-          this.failure = null;
-          this.o.listener.onRecovery(this);
-        }
-        batch?.resolve();
-      }
-    } finally {
-      // Cleared in the same turn the loop sees nobody waiting: a sync() right after must start a new pump.
-      this.running = false;
-    }
-  }
-
-  private fail(e: unknown, batch: Deferred | null): void {
-    this.counters.errors++;
-    const reason = errorReason(e);
-    const first = this.failure === null;
-    this.failure = reason;
-    // Whoever waits is told now (the session refuses the statement) rather than after the outage; their records
-    // stay queued and are written once the sink works again.
-    const error = new AuditUnavailableError(reason);
-    batch?.reject(error);
-    if (this.waiting !== null) {
-      this.waiting.reject(error);
-      this.waiting = null;
-    }
-    if (first) this.o.listener.onFailure(this, reason);
-    if (!this.closing) {
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        if (!this.running) void this.run(true);
-      }, this.o.retryIntervalMs);
-      this.retryTimer.unref();
-    }
+  protected batchFailed(e: unknown): string {
+    return errorReason(e);
   }
 
   /** Writes entries in order; on failure puts back what is not yet synced, in front of anything queued since. */
-  private async writeEntries(entries: Entry[]): Promise<void> {
+  protected async writeBatch(entries: Entry[]): Promise<void> {
     let i = 0;
     try {
       while (i < entries.length) {

@@ -10,14 +10,8 @@ import { Want, wantTable } from '../../protocol/message-stream.js';
 import * as writer from '../../protocol/writer.js';
 import { ServerConnection, UpstreamStartupError, type ServerOwner } from '../../backend/server-connection.js';
 import type { UpstreamSettings } from '../../backend/upstream-settings.js';
-import {
-  AuditUnavailableError,
-  deferred,
-  type AuditSink,
-  type Deferred,
-  type SinkCounters,
-  type SinkListener,
-} from '../durability.js';
+import { AuditUnavailableError, deferred, type Deferred, type SinkListener } from '../durability.js';
+import { GroupCommitSink } from './group-commit.js';
 
 export const DEFAULT_AUDIT_TABLE = 'pgwarden_audit';
 
@@ -116,25 +110,14 @@ const WANTS = wantTable([
 /** CopyData messages carry at most about this many characters each; a batch is one write whatever its size. */
 const COPY_CHUNK_CHARS = 256 * 1024;
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-const noop = () => {};
 
 /** The connection lost or a request unanswered: the reason the sink reports (no host names, no credentials). */
 class SinkError extends Error {}
 
-export class PostgresSink implements AuditSink, ServerOwner {
+export class PostgresSink extends GroupCommitSink<{ line: string; bytes: number }> implements ServerOwner {
   readonly kind = 'postgres';
-  failure: string | null = null;
-  backlogBytes = 0;
-  readonly counters: SinkCounters = { batches: 0, syncs: 0, bytes: 0, errors: 0 };
 
   private readonly table: string;
-  private queue: Array<{ line: string; bytes: number }> = [];
-  private waiting: Deferred | null = null;
-  private running = false;
-  private pumping: Promise<void> = Promise.resolve();
-  private scheduled = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private closing = false;
 
   private conn: ServerConnection | null = null;
   /** After a failure or a new connection: what the table already holds for this stream is not known. */
@@ -142,6 +125,7 @@ export class PostgresSink implements AuditSink, ServerOwner {
   private pending: { reply: Reply; done: Deferred; timer: NodeJS.Timeout } | null = null;
 
   constructor(private readonly o: PostgresSinkOptions) {
+    super(o.retryIntervalMs, o.listener);
     this.table = parseTableName(o.table);
   }
 
@@ -153,28 +137,8 @@ export class PostgresSink implements AuditSink, ServerOwner {
   /** A table has no files. */
   rotate(): void {}
 
-  sync(): Promise<void> {
-    if (this.failure !== null) return Promise.reject(new AuditUnavailableError(this.failure));
-    if (this.waiting === null) {
-      this.waiting = deferred();
-      this.waiting.promise.catch(noop);
-      if (!this.running && !this.scheduled) {
-        this.scheduled = true;
-        setImmediate(this.kick);
-      }
-    }
-    return this.waiting.promise;
-  }
-
   async close(): Promise<void> {
-    this.closing = true;
-    if (this.retryTimer !== null) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
-    while (this.running) await this.pumping;
-    // One last attempt, even when failing: a database that came back since the last retry still takes the rows.
-    if (this.queue.length > 0 || this.waiting !== null) await this.run(true);
+    await this.drain();
     const unwritten = this.queue.length;
     this.conn?.close();
     this.conn = null;
@@ -217,71 +181,25 @@ export class PostgresSink implements AuditSink, ServerOwner {
     p.done.reject(new SinkError('audit database connection lost'));
   }
 
-  private readonly kick = (): void => {
-    this.scheduled = false;
-    if (!this.running && this.failure === null) void this.run(false);
-  };
-
-  private run(force: boolean): Promise<void> {
-    this.running = true;
-    this.pumping = this.pump(force);
-    return this.pumping;
-  }
-
-  private async pump(force: boolean): Promise<void> {
-    try {
-      // A forced run (a retry, close) writes until the queue is empty: records accepted while a retry was in
-      // flight are written after it, not left for a sync() that may never come.
-      while (this.waiting !== null || (force && this.queue.length > 0)) {
-        const batch = this.waiting;
-        this.waiting = null;
-        const entries = this.queue;
-        this.queue = [];
-        try {
-          await this.writeBatch(entries);
-        } catch (e) {
-          // Unwritten rows go back in front of anything queued since, in chain order.
-          this.queue = entries.concat(this.queue);
-          this.fail(e, batch);
-          return;
-        }
-        // Recovered once what was accepted while failing is written too, not when the first retry lands.
-        if (this.failure !== null && !(force && this.queue.length > 0)) {
-          this.failure = null;
-          this.o.listener.onRecovery(this);
-        }
-        batch?.resolve();
-      }
-    } finally {
-      this.running = false;
-    }
-  }
-
-  private fail(e: unknown, batch: Deferred | null): void {
-    this.counters.errors++;
+  protected batchFailed(e: unknown): string {
     // Whether the last COPY committed is unknown (a lost connection): the retry first asks the table.
     this.mustSkipKnown = true;
-    const reason = e instanceof SinkError ? e.message : 'audit database write failed';
-    const first = this.failure === null;
-    this.failure = reason;
-    const error = new AuditUnavailableError(reason);
-    batch?.reject(error);
-    if (this.waiting !== null) {
-      this.waiting.reject(error);
-      this.waiting = null;
-    }
-    if (first) this.o.listener.onFailure(this, reason);
-    if (!this.closing) {
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        if (!this.running) void this.run(true);
-      }, this.o.retryIntervalMs);
-      this.retryTimer.unref();
+    return e instanceof SinkError ? e.message : 'audit database write failed';
+  }
+
+  /** One batch; on failure its rows go back in front of the queue. */
+  protected async writeBatch(entries: Array<{ line: string; bytes: number }>): Promise<void> {
+    try {
+      await this.copyBatch(entries);
+    } catch (e) {
+      // Unwritten rows go back in front of anything queued since, in chain order.
+      this.queue = entries.concat(this.queue);
+      throw e;
     }
   }
 
   /** Connects when needed, skips rows already stored (after a failure), then one COPY for the rest. */
-  private async writeBatch(entries: Array<{ line: string; bytes: number }>): Promise<void> {
+  private async copyBatch(entries: Array<{ line: string; bytes: number }>): Promise<void> {
     if (entries.length === 0) return;
     await this.connect();
     let rows = entries.map((e) => copyRow(e.line));
