@@ -5,8 +5,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { connect, isIP } from 'node:net';
 import { join } from 'node:path';
-import { cleanEnv, registerExitCleanup } from '../../src/embedded/exec.js';
+import { cleanEnv } from '../../src/embedded/exec.js';
 import { pickFreePort } from '../../src/embedded/ports.js';
+import { supervise } from './child-process.js';
 
 export interface StartHaproxyOptions {
   backendPort: number;
@@ -126,49 +127,18 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
       env: cleanEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const logs: string[] = [];
-    let exited = false;
-    const exitWaiters: (() => void)[] = [];
-    const collect = (stream: NodeJS.ReadableStream): void => {
-      let partial = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk: string) => {
-        const parts = (partial + chunk).split('\n');
-        partial = parts.pop() ?? '';
-        logs.push(...parts.filter((l) => l.length > 0));
-      });
-    };
-    collect(child.stdout!);
-    collect(child.stderr!);
-    // A crashed test run must not leave HAProxy listening.
-    const unregister = registerExitCleanup(() => {
-      if (!exited) child.kill('SIGKILL');
-    });
-    child.on('error', (err) => logs.push(`spawn error: ${err.message}`));
-    child.on('close', () => {
-      exited = true;
-      unregister();
-      for (const w of exitWaiters.splice(0)) w();
-    });
-    const waitExit = (): Promise<void> =>
-      exited ? Promise.resolve() : new Promise((resolve) => exitWaiters.push(resolve));
-    const stop = async (): Promise<void> => {
-      if (!exited) {
-        // SIGTERM is HAProxy's immediate stop: listeners close and open connections are cut.
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-        await waitExit();
-        clearTimeout(timer);
-      }
-    };
+    const server = supervise(child);
+    const { logs } = server;
+    // SIGTERM is HAProxy's immediate stop: listeners close and open connections are cut.
+    const stop = (): Promise<void> => server.stop(STOP_TIMEOUT_MS);
 
     const deadline = Date.now() + readyTimeoutMs;
     let state: Probe = 'refused';
-    while (!exited && state === 'refused' && Date.now() < deadline) {
+    while (!server.exited() && state === 'refused' && Date.now() < deadline) {
       state = await probe(port);
       if (state === 'refused') await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    if (state === 'rejected' && !exited) return { port, pid: child.pid!, configFile, logs, stop };
+    if (state === 'rejected' && !server.exited()) return { port, pid: child.pid!, configFile, logs, stop };
 
     await stop();
     const output = logs.slice(-20).join('\n') || '(no output)';
@@ -177,7 +147,7 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
     const why =
       state === 'held-open'
         ? `lost port ${port} to another listener ${attempt} times`
-        : exited
+        : server.exited()
           ? 'exited'
           : `did not accept connections on 127.0.0.1:${port} within ${readyTimeoutMs} ms`;
     throw new Error(`HAProxy ${why}:\n${output}`);

@@ -4,8 +4,9 @@ import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { chownToPostgres, cleanEnv, postgresOsUser, registerExitCleanup } from '../../src/embedded/exec.js';
+import { chownToPostgres, cleanEnv, postgresOsUser } from '../../src/embedded/exec.js';
 import { pickFreePort } from '../../src/embedded/ports.js';
+import { supervise } from './child-process.js';
 
 export interface PgbouncerDatabase {
   host: string;
@@ -137,39 +138,15 @@ export async function startPgbouncer(options: StartPgbouncerOptions): Promise<Pg
         stdio: ['ignore', 'pipe', 'pipe'],
         ...(user ? { uid: user.uid, gid: user.gid } : {}),
       });
-      const logs: string[] = [];
-      let exited = false;
-      const exitWaiters: (() => void)[] = [];
-      const collect = (stream: NodeJS.ReadableStream): void => {
-        let partial = '';
-        stream.setEncoding('utf8');
-        stream.on('data', (chunk: string) => {
-          const parts = (partial + chunk).split('\n');
-          partial = parts.pop() ?? '';
-          logs.push(...parts.filter((l) => l.length > 0));
-        });
-      };
-      collect(child.stdout!);
-      collect(child.stderr!);
-      const unregister = registerExitCleanup(() => {
-        if (!exited) child.kill('SIGKILL');
-        rmSync(dir, { recursive: true, force: true });
-      });
-      child.on('error', () => undefined);
-      child.on('close', () => {
-        exited = true;
-        unregister();
-        for (const w of exitWaiters.splice(0)) w();
-      });
-      const waitExit = (): Promise<void> =>
-        exited ? Promise.resolve() : new Promise((r) => exitWaiters.push(r));
+      const server = supervise(child, () => rmSync(dir, { recursive: true, force: true }));
+      const { logs } = server;
 
       // "process up" is logged once the listeners exist and the event loop is about to run.
       const deadline = Date.now() + 15_000;
-      while (!exited && !logs.some((l) => l.includes('process up')) && Date.now() < deadline) {
+      while (!server.exited() && !logs.some((l) => l.includes('process up')) && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 25));
       }
-      if (!exited && logs.some((l) => l.includes('process up'))) {
+      if (!server.exited() && logs.some((l) => l.includes('process up'))) {
         return {
           host: '127.0.0.1',
           port,
@@ -177,18 +154,13 @@ export async function startPgbouncer(options: StartPgbouncerOptions): Promise<Pg
           dir,
           logs,
           async stop(): Promise<void> {
-            if (!exited) {
-              child.kill('SIGTERM');
-              const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-              await waitExit();
-              clearTimeout(timer);
-            }
+            await server.stop(10_000);
             rmSync(dir, { recursive: true, force: true });
           },
         };
       }
-      if (!exited) child.kill('SIGKILL');
-      await waitExit();
+      if (!server.exited()) child.kill('SIGKILL');
+      await server.waitExit();
       const output = logs.slice(-20).join('\n') || '(no output)';
       if (/Address already in use/i.test(output) && attempt < MAX_START_ATTEMPTS) continue;
       throw new Error(`pgbouncer did not start:\n${output}`);
